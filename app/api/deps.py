@@ -1,0 +1,107 @@
+"""Request dependencies: shared state, and EHR authentication (CDS Hooks 2.0 JWT)."""
+
+from __future__ import annotations
+
+import logging
+from typing import Annotated
+
+from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from app.api.cds.services import SERVICES_BY_ID, ServiceDef
+from app.config import AuthMode
+from app.errors import NotFound, Unauthorized
+from app.security.clients import RegisteredClient
+from app.security.errors import AuthError
+from app.security.jwt import authenticate
+from app.services.clients import SqlClientLookup, SqlReplayStore
+from app.state import AppState
+
+logger = logging.getLogger("iliac_cds.auth")
+bearer = HTTPBearer(
+    auto_error=False, description="JWT signed by the EHR (CDS Hooks 2.0)"
+)
+
+
+def get_state(request: Request) -> AppState:
+    state: AppState = request.app.state.services
+    return state
+
+
+StateDep = Annotated[AppState, Depends(get_state)]
+
+
+def get_service(service_id: str) -> ServiceDef:
+    service = SERVICES_BY_ID.get(service_id)
+    if service is None:
+        raise NotFound(f"no CDS service with id {service_id!r}")
+    return service
+
+
+ServiceDep = Annotated[ServiceDef, Depends(get_service)]
+
+
+async def authenticate_request(
+    request: Request,
+    state: AppState,
+    *,
+    audiences: tuple[str, ...],
+) -> RegisteredClient | None:
+    """Verifies the EHR's JWT; None in loopback-only development mode. Any failure is a bare 401."""
+    if state.settings.auth_mode is AuthMode.DISABLED:
+        return None
+    header = request.headers.get("authorization")
+    last: AuthError | None = None
+    for audience in audiences:
+        try:
+            result = await authenticate(
+                authorization=header,
+                endpoint_url=audience,
+                clients=SqlClientLookup(state.sessionmaker),
+                replay=SqlReplayStore(state.sessionmaker),
+                jwks=state.jwks,
+                settings=state.settings,
+                now=state.now(),
+            )
+            return result.client
+        except AuthError as exc:
+            last = exc
+            if exc.reason != "aud_mismatch":
+                break
+    reason = last.reason if last else "unknown"
+    logger.info("auth_rejected", extra={"reason": reason})
+    raise Unauthorized("unauthorized")
+
+
+def endpoint_url(state: AppState, path: str) -> str:
+    return state.settings.public_base_url.rstrip("/") + path
+
+
+async def hook_client(
+    request: Request,
+    state: StateDep,
+    service: ServiceDep,
+    _creds: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
+) -> RegisteredClient | None:
+    return await authenticate_request(
+        request, state, audiences=(endpoint_url(state, f"/cds-services/{service.id}"),)
+    )
+
+
+async def feedback_client(
+    request: Request,
+    state: StateDep,
+    service: ServiceDep,
+    _creds: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
+) -> RegisteredClient | None:
+    # Some EHRs sign feedback calls with the service URL as audience, others with the feedback URL.
+    base = f"/cds-services/{service.id}"
+    return await authenticate_request(
+        request,
+        state,
+        audiences=(endpoint_url(state, f"{base}/feedback"), endpoint_url(state, base)),
+    )
+
+
+HookClientDep = Annotated[RegisteredClient | None, Depends(hook_client)]
+FeedbackClientDep = Annotated[RegisteredClient | None, Depends(feedback_client)]

@@ -1,0 +1,236 @@
+"""Command line: `iliac-cds serve | migrate | export-openapi | check | clients ...`."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from app.config import REPO_ROOT, AuthMode, Settings, get_settings
+
+app = typer.Typer(
+    help="iliac-cds: CDS Hooks 2.0 service for iliofemoral venous obstruction workup.",
+    no_args_is_help=True,
+)
+clients_app = typer.Typer(
+    help="Register the EHR clients allowed to call the service.", no_args_is_help=True
+)
+app.add_typer(clients_app, name="clients")
+console = Console()
+err_console = Console(stderr=True)
+
+
+def _fail(message: str) -> typer.Exit:
+    err_console.print(f"[bold red]error:[/] {message}")
+    return typer.Exit(code=1)
+
+
+@app.command()
+def migrate() -> None:
+    """Apply the Alembic migrations to the configured database (ILIAC_CDS_DATABASE_URL)."""
+    from app.db.migrate import upgrade_database
+
+    settings = get_settings()
+    upgrade_database(settings.database_url, schema=settings.database_schema)
+    console.print("database is at the latest revision")
+
+
+@app.command()
+def check() -> None:
+    """Validate cards/ and fhir_mappings/ and print what was loaded."""
+    from app.catalog.loader import CatalogError, load_catalog
+
+    settings = get_settings()
+    try:
+        catalog = load_catalog(
+            cards_dir=settings.cards_dir,
+            mappings_dir=settings.mappings_dir,
+            local_system=settings.local_code_system,
+        )
+    except CatalogError as exc:
+        raise _fail(str(exc)) from None
+    table = Table(title="Loaded clinical catalogue")
+    table.add_column("what")
+    table.add_column("count", justify="right")
+    for what, count in catalog.describe().items():
+        table.add_row(what, str(count))
+    console.print(table)
+    console.print("[green]cards/ and fhir_mappings/ are valid[/]")
+
+
+@app.command("export-openapi")
+def export_openapi(
+    output: Annotated[
+        Path, typer.Option(help="Where to write the document")
+    ] = REPO_ROOT / "openapi" / "openapi.json",
+) -> None:
+    """Write the OpenAPI document of the service (openapi/openapi.json)."""
+    from app.main import create_app
+
+    document = create_app(Settings(auth_mode=AuthMode.DISABLED)).openapi()
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(json.dumps(document, indent=2, sort_keys=True) + "\n")
+    console.print(f"wrote {output}")
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Interface to bind")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port")] = 8000,
+    workers: Annotated[int, typer.Option(help="Worker processes")] = 1,
+    skip_migrate: Annotated[
+        bool, typer.Option(help="Do not apply migrations first")
+    ] = False,
+) -> None:
+    """Apply migrations, check the data files, and serve the CDS service."""
+    import uvicorn
+
+    from app.api.cds.services import SERVICES
+    from app.catalog.loader import CatalogError, load_catalog
+    from app.db.migrate import upgrade_database
+    from app.main import StartupError, check_startup_settings
+
+    # Workers read their settings from the environment, so the bind host travels that way.
+    os.environ["ILIAC_CDS_BIND_HOST"] = host
+    get_settings.cache_clear()
+    settings = get_settings()
+    try:
+        check_startup_settings(settings)
+        load_catalog(
+            cards_dir=settings.cards_dir,
+            mappings_dir=settings.mappings_dir,
+            local_system=settings.local_code_system,
+        )
+    except (StartupError, CatalogError) as exc:
+        raise _fail(str(exc)) from None
+    if not skip_migrate:
+        upgrade_database(settings.database_url, schema=settings.database_schema)
+    base = f"http://{host}:{port}"
+    console.print(
+        f"iliac-cds serving on [bold]{base}[/] (discovery: {base}/cds-services)"
+    )
+    for service in SERVICES:
+        console.print(
+            f"  service [bold]{service.id}[/]  hook={service.hook}  POST {base}/cds-services/{service.id}"
+        )
+    if settings.auth_mode is AuthMode.DISABLED:
+        console.print(
+            "[bold yellow]WARNING: EHR authentication is DISABLED (development only, loopback only)[/]"
+        )
+    uvicorn.run(
+        "app.main:create_app",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        log_level="warning",
+        access_log=False,
+        proxy_headers=True,
+    )
+
+
+@clients_app.command("add")
+def clients_add(
+    issuer: Annotated[str, typer.Option(help="The `iss` the EHR puts in its JWTs")],
+    jwks_url: Annotated[
+        str | None, typer.Option(help="URL of the EHR's JWK Set")
+    ] = None,
+    jwks_file: Annotated[
+        Path | None, typer.Option(help="A JWK Set file, instead of a URL")
+    ] = None,
+    fhir_server: Annotated[
+        list[str] | None, typer.Option(help="Allowed FHIR base URL (repeat)")
+    ] = None,
+    jku: Annotated[
+        list[str] | None, typer.Option(help="Allowed `jku` header URL (repeat)")
+    ] = None,
+    tenant: Annotated[str | None, typer.Option(help="Required `tenant` claim")] = None,
+) -> None:
+    """Register an EHR client (issuer, keys, allowed FHIR servers)."""
+    from app.services.clients import InvalidClient
+
+    if (jwks_url is None) == (jwks_file is None):
+        raise _fail("give exactly one of --jwks-url or --jwks-file")
+    jwks = json.loads(jwks_file.read_text()) if jwks_file else None
+    try:
+        asyncio.run(
+            _clients_call(
+                "add",
+                issuer=issuer,
+                jwks_url=jwks_url,
+                jwks=jwks,
+                fhir_servers=fhir_server or [],
+                jku_allowlist=jku or [],
+                tenant=tenant,
+            )
+        )
+    except InvalidClient as exc:
+        raise _fail(exc.message) from None
+    console.print(f"registered client [bold]{issuer}[/]")
+
+
+@clients_app.command("list")
+def clients_list() -> None:
+    """List registered EHR clients."""
+    clients = asyncio.run(_clients_call("list"))
+    table = Table(title="Registered EHR clients")
+    for column in ("issuer", "keys", "FHIR servers", "jku allow-list", "tenant"):
+        table.add_column(column)
+    for c in clients:
+        keys = c.jwks_url or "inline JWKS"
+        table.add_row(
+            c.issuer,
+            keys,
+            "\n".join(c.fhir_servers),
+            "\n".join(c.jku_allowlist),
+            c.tenant or "",
+        )
+    console.print(table)
+
+
+@clients_app.command("remove")
+def clients_remove(
+    issuer: Annotated[str, typer.Argument(help="Issuer to remove")],
+) -> None:
+    """Remove a registered EHR client."""
+    removed = asyncio.run(_clients_call("remove", issuer=issuer))
+    if not removed:
+        raise _fail(f"no client with issuer {issuer!r}")
+    console.print(f"removed client [bold]{issuer}[/]")
+
+
+async def _clients_call(action: str, **kwargs: object) -> object:
+    from app.db.migrate import upgrade_database
+    from app.db.session import create_engine, create_sessionmaker
+    from app.services import clients
+
+    settings = get_settings()
+    await asyncio.to_thread(
+        upgrade_database, settings.database_url, schema=settings.database_schema
+    )
+    engine = create_engine(settings.database_url, schema=settings.database_schema)
+    try:
+        async with create_sessionmaker(engine)() as session:
+            if action == "add":
+                await clients.add_client(session, **kwargs)  # type: ignore[arg-type]
+                result: object = None
+            elif action == "remove":
+                result = await clients.remove_client(
+                    session, issuer=str(kwargs["issuer"])
+                )
+            else:
+                result = await clients.list_clients(session)
+            await session.commit()
+            return result
+    finally:
+        await engine.dispose()
+
+
+def main() -> None:
+    app()

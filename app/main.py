@@ -1,0 +1,110 @@
+"""Application factory: settings, startup checks, shared clients, routers and error handlers."""
+
+from __future__ import annotations
+
+import gc
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.responses import ORJSONResponse
+
+from app.api.cds.routes import router as cds_router
+from app.api.health import router as health_router
+from app.api.middleware import BodySizeLimitMiddleware
+from app.catalog.loader import load_catalog
+from app.config import AuthMode, Settings, get_settings
+from app.db import repositories
+from app.db.session import create_engine, create_sessionmaker
+from app.errors import install_error_handlers
+from app.fhir.client import create_http_client
+from app.logging import configure_logging
+from app.security.jwks import HttpJwksFetcher
+from app.state import AppState
+
+logger = logging.getLogger("iliac_cds.startup")
+
+
+class StartupError(RuntimeError):
+    """The service must not start; the message says why and what to do."""
+
+
+def check_startup_settings(settings: Settings) -> None:
+    if settings.auth_mode is AuthMode.DISABLED:
+        if not settings.is_loopback_bind:
+            raise StartupError(
+                "ILIAC_CDS_AUTH_MODE=disabled is only allowed when bound to loopback (127.0.0.1/::1); "
+                f"bind host is {settings.bind_host!r}"
+            )
+        logger.warning(
+            "AUTHENTICATION DISABLED: EHR JWTs are not checked. Development only; bound to loopback; "
+            "only loopback FHIR servers or ILIAC_CDS_DEV_FHIR_SERVERS are contacted."
+        )
+    if settings.now is not None:
+        logger.warning("clock_fixed", extra={"now": settings.now.isoformat()})
+
+
+@asynccontextmanager
+async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    settings: Settings = app.state.settings
+    check_startup_settings(settings)
+    catalog = load_catalog(
+        cards_dir=settings.cards_dir,
+        mappings_dir=settings.mappings_dir,
+        local_system=settings.local_code_system,
+    )
+    engine = create_engine(settings.database_url, schema=settings.database_schema)
+    sessionmaker = create_sessionmaker(engine)
+    if settings.auth_mode is AuthMode.JWT:
+        async with sessionmaker() as session:
+            count = await repositories.count_clients(session)
+        if count == 0:
+            await engine.dispose()
+            raise StartupError(
+                "no EHR client is registered: add one with `iliac-cds clients add` "
+                "(or run locally with ILIAC_CDS_AUTH_MODE=disabled, loopback only)"
+            )
+    http = create_http_client(timeout_seconds=settings.fhir_deadline_seconds)
+    app.state.services = AppState(
+        settings=settings,
+        catalog=catalog,
+        engine=engine,
+        sessionmaker=sessionmaker,
+        http=http,
+        jwks=HttpJwksFetcher(http, cache_seconds=settings.jwks_cache_seconds),
+    )
+    # Startup objects (catalog, mappings index) live for the whole process: keep them out of GC scans.
+    gc.collect()
+    gc.freeze()
+    try:
+        yield
+    finally:
+        await http.aclose()
+        await engine.dispose()
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+    configure_logging(settings.log_level)
+    app = FastAPI(
+        title="iliac-cds",
+        version="0.1.0",
+        summary="CDS Hooks 2.0 service for the workup of iliofemoral venous outflow obstruction",
+        lifespan=lifespan,
+        default_response_class=ORJSONResponse,
+    )
+    app.state.settings = settings
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["GET", "POST", "OPTIONS"],
+            allow_headers=["Authorization", "Content-Type"],
+        )
+    app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes)
+    install_error_handlers(app)
+    app.include_router(cds_router)
+    app.include_router(health_router)
+    return app

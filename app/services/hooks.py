@@ -1,0 +1,221 @@
+"""Hook orchestration: validate context -> gather FHIR data -> run the workup engine -> audit -> response."""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from pydantic import ValidationError
+from sqlalchemy.exc import SQLAlchemyError
+
+from app.api.cds.schemas import (
+    CdsRequest,
+    CdsResponse,
+    OrderSelectContext,
+    OrderSignContext,
+    PatientViewContext,
+)
+from app.api.cds.services import ServiceDef
+from app.config import AuthMode
+from app.errors import (
+    AppError,
+    BadRequest,
+    Forbidden,
+    PreconditionFailed,
+    describe_validation_errors,
+)
+from app.fhir.client import FhirFetcher
+from app.fhir.errors import FhirError, InvalidPrefetch, PrefetchUnavailable
+from app.fhir.prefetch import (
+    PREFETCH_TEMPLATES,
+    gather_resources,
+    resources_from_prefetch,
+)
+from app.security.allowlist import check_fhir_server
+from app.security.clients import RegisteredClient
+from app.security.errors import FhirServerNotAllowed
+from app.services.audit import record_invocation
+from app.state import AppState
+from app.workup.engine import LinkConfig, WorkupInput, WorkupResult, run_workup
+
+logger = logging.getLogger("iliac_cds.hooks")
+
+_CONTEXT_MODELS: dict[str, type[PatientViewContext]] = {
+    "patient-view": PatientViewContext,
+    "order-select": OrderSelectContext,
+    "order-sign": OrderSignContext,
+}
+
+
+@dataclass(frozen=True)
+class HookCall:
+    service: ServiceDef
+    request: CdsRequest
+    client: RegisteredClient | None
+
+
+def parse_context(hook: str, context: dict[str, object]) -> PatientViewContext:
+    model = _CONTEXT_MODELS[hook]
+    try:
+        return model.model_validate(context)
+    except ValidationError as exc:
+        raise describe_validation_errors(exc.errors(), prefix="context") from None
+
+
+def _fetcher(state: AppState, call: HookCall) -> FhirFetcher | None:
+    request = call.request
+    if request.fhir_server is None:
+        return None
+    settings = state.settings
+    try:
+        base_url = check_fhir_server(
+            request.fhir_server,
+            client=call.client,
+            dev_servers=settings.dev_fhir_servers,
+            auth_disabled=settings.auth_mode is AuthMode.DISABLED,
+        )
+    except FhirServerNotAllowed as exc:
+        raise Forbidden(str(exc)) from None
+    token = (
+        request.fhir_authorization.access_token if request.fhir_authorization else None
+    )
+    return FhirFetcher(
+        state.http,
+        base_url,
+        token,
+        max_pages=settings.fhir_max_pages,
+        max_response_bytes=settings.fhir_max_response_bytes,
+    )
+
+
+def _draft_orders(context: PatientViewContext) -> tuple[dict[str, object], ...]:
+    if not isinstance(context, OrderSignContext):
+        return ()
+    try:
+        return tuple(
+            resources_from_prefetch("context.draftOrders", context.draft_orders)
+        )
+    except InvalidPrefetch as exc:
+        raise BadRequest(str(exc)) from None
+
+
+async def evaluate(
+    state: AppState, call: HookCall, context: PatientViewContext
+) -> WorkupResult:
+    """Gathers the record and runs the engine; raises AppError subclasses for the caller to render."""
+    request = call.request
+    fetcher = _fetcher(state, call)
+    try:
+        gathered = await gather_resources(
+            prefetch=request.prefetch,
+            templates=PREFETCH_TEMPLATES,
+            context=request.context,
+            user_practitioner_id=None,
+            fhir=fetcher,
+            deadline_seconds=state.settings.fhir_deadline_seconds,
+        )
+    except InvalidPrefetch as exc:
+        raise BadRequest(str(exc)) from None
+    except (PrefetchUnavailable, FhirError) as exc:
+        logger.info("prefetch_unavailable", extra={"error_type": type(exc).__name__})
+        raise PreconditionFailed(_reason(exc)) from None
+    base = state.settings.public_base_url.rstrip("/")
+    selections = context.selections if isinstance(context, OrderSelectContext) else []
+    workup_input = WorkupInput(
+        hook=call.service.hook,
+        now=state.now(),
+        patient_id=context.patient_id,
+        resources=tuple(gathered.resources),
+        draft_orders=_draft_orders(context),
+        selections=tuple(selections),
+        links=LinkConfig(rules_url=f"{base}/rules", smart_launch_url=None),
+    )
+    return run_workup(workup_input, state.catalog)
+
+
+def _reason(exc: Exception) -> str:
+    reason = getattr(exc, "reason", None)
+    return str(reason) if reason else str(exc)
+
+
+async def handle_hook(state: AppState, call: HookCall) -> dict[str, object]:
+    """Runs one hook call end to end and writes its audit rows; never lets the audit break the answer."""
+    started_at = datetime.now(UTC)
+    t0 = time.perf_counter()
+    status = 200
+    cards: list[dict[str, object]] = []
+    sides: dict[str, str] = {}
+    patient_id: str | None = None
+    try:
+        context = parse_context(call.service.hook, call.request.context)
+        patient_id = context.patient_id
+        result = await evaluate(state, call, context)
+        cards = list(result.cards)
+        sides = dict(result.card_sides)
+        CdsResponse.model_validate(
+            {"cards": cards}
+        )  # the engine must emit spec-valid cards
+        return {"cards": cards}
+    except AppError as exc:
+        status = exc.status_code
+        raise
+    except Exception:
+        status = 500
+        raise
+    finally:
+        await _audit(state, call, patient_id, started_at, t0, status, cards, sides)
+
+
+async def _audit(
+    state: AppState,
+    call: HookCall,
+    patient_id: str | None,
+    started_at: datetime,
+    t0: float,
+    status: int,
+    cards: list[dict[str, object]],
+    sides: dict[str, str],
+) -> None:
+    duration_ms = (time.perf_counter() - t0) * 1000
+    try:
+        async with state.sessionmaker() as session:
+            await record_invocation(
+                session,
+                hook_instance=call.request.hook_instance,
+                service_id=call.service.id,
+                hook=call.service.hook,
+                patient_id=patient_id,
+                hmac_key=state.settings.hmac_key.get_secret_value(),
+                client_iss=call.client.issuer if call.client else None,
+                fhir_server=call.request.fhir_server,
+                started_at=started_at,
+                duration_ms=duration_ms,
+                status=status,
+                cards=cards,
+                card_sides=sides,
+            )
+            await session.commit()
+    except (SQLAlchemyError, OSError) as exc:
+        # Decision support must not fail because the audit store is down; the gap is logged.
+        logger.error(
+            "audit_write_failed",
+            extra={
+                "service_id": call.service.id,
+                "status": status,
+                "exc_type": type(exc).__name__,
+            },
+        )
+    logger.info(
+        "hook_call",
+        extra={
+            "service_id": call.service.id,
+            "status": status,
+            "card_count": len(cards),
+            "duration_ms": round(duration_ms, 2),
+        },
+    )
+
+
+__all__ = ["HookCall", "evaluate", "handle_hook", "parse_context"]

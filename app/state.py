@@ -1,0 +1,27 @@
+"""Long-lived objects built once at startup and shared by every request."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import httpx
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from app.catalog.loader import Catalog
+from app.config import Settings
+from app.security.jwks import HttpJwksFetcher
+
+
+@dataclass
+class AppState:
+    settings: Settings
+    catalog: Catalog
+    engine: AsyncEngine
+    sessionmaker: async_sessionmaker[AsyncSession]
+    http: httpx.AsyncClient
+    jwks: HttpJwksFetcher
+
+    def now(self) -> datetime:
+        """The service clock: ILIAC_CDS_NOW when set (demos, acceptance tests), else real UTC time."""
+        return self.settings.now if self.settings.now is not None else datetime.now(UTC)

@@ -1,0 +1,3 @@
+"""Shared pytest configuration: fixture modules live in tests/fixtures/."""
+
+pytest_plugins = ["tests.fixtures.database", "tests.fixtures.app"]
