@@ -77,3 +77,6 @@ def configure_logging(level: str = "INFO") -> None:
     root.propagate = True
     # uvicorn's access log prints full request lines with query strings; ours logs templates instead.
     logging.getLogger("uvicorn.access").disabled = True
+    # httpx logs every request URL (patient ids, search parameters) at INFO.
+    for name in ("httpx", "httpcore"):
+        logging.getLogger(name).setLevel(logging.WARNING)

@@ -1,0 +1,285 @@
+"""FHIR reads and searches against the CDS client's fhirServer: streamed, size-capped, paged, token kept on-site."""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import orjson
+
+from app.fhir.bundle import bundle_resources, is_resource
+from app.fhir.errors import (
+    FhirError,
+    FhirInvalidResponse,
+    FhirResponseTooLarge,
+    FhirTimeout,
+    FhirUnauthorized,
+    FhirUnavailable,
+)
+
+logger = logging.getLogger("iliac_cds.fhir")
+
+FHIR_JSON = "application/fhir+json"
+_RESOURCE_TYPE = re.compile(r"[A-Z][A-Za-z]*")
+
+
+def create_http_client(
+    *, timeout_seconds: float, transport: httpx.AsyncBaseTransport | None = None
+) -> httpx.AsyncClient:
+    """Build the shared client for FHIR calls; the app lifespan owns and closes it.
+
+    Args:
+        timeout_seconds: connect/read/write/pool timeout of each HTTP exchange.
+        transport: a test double such as httpx.MockTransport; None uses the pooled default transport.
+    """
+    # httpx logs every request URL at INFO; our URLs carry patient ids, so keep its loggers quiet.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    logging.getLogger("httpcore").setLevel(logging.WARNING)
+    return httpx.AsyncClient(
+        timeout=httpx.Timeout(timeout_seconds),
+        limits=httpx.Limits(max_connections=100, max_keepalive_connections=20),
+        # A redirect could carry the bearer token to another origin; EHR FHIR servers do not need them.
+        follow_redirects=False,
+        # HTTP(S)_PROXY from the environment would route PHI and tokens through an unvetted proxy.
+        trust_env=False,
+        transport=transport,
+    )
+
+
+@dataclass
+class _Progress:
+    """What one search has done so far, for the log line."""
+
+    pages: int = 0
+    status_code: int | None = None
+
+
+class FhirFetcher:
+    """Runs prefetch queries against one fhirServer with one access token."""
+
+    def __init__(
+        self,
+        client: httpx.AsyncClient,
+        base_url: str,
+        access_token: str | None,
+        max_pages: int,
+        max_response_bytes: int,
+    ) -> None:
+        base = httpx.URL(base_url.rstrip("/"))
+        if (
+            base.scheme not in ("http", "https")
+            or not base.host
+            or base.userinfo
+            or base.query
+        ):
+            raise FhirUnavailable("fhirServer is not a usable http(s) base URL")
+        self._client = client
+        self._base = base
+        self._base_path = base.path.rstrip("/")
+        self._headers = {"Accept": FHIR_JSON}
+        if access_token:
+            self._headers["Authorization"] = f"Bearer {access_token}"
+        self._max_pages = max_pages
+        self._max_response_bytes = max_response_bytes
+
+    def __repr__(self) -> str:
+        return f"FhirFetcher(host={self._base.host!r})"
+
+    async def search(self, query: str) -> list[dict[str, Any]]:
+        """Run a read (`Patient/123`) or a search (`Observation?patient=123`) and return its resources.
+
+        A search follows Bundle `next` links up to max_pages pages, but only while they stay under the
+        base URL. OperationOutcome entries are dropped.
+
+        Raises:
+            FhirError: a subclass naming the resource type and HTTP status, never the query.
+        """
+        resource_type = _resource_type_of(query)
+        progress = _Progress()
+        started = time.perf_counter()
+        try:
+            resources = await self._run(query, resource_type, progress)
+        except FhirError as err:
+            logger.warning(
+                "fhir query failed resource_type=%s status=%s pages=%d duration_ms=%.0f error=%s",
+                resource_type,
+                progress.status_code,
+                progress.pages,
+                (time.perf_counter() - started) * 1000,
+                type(err).__name__,
+            )
+            raise
+        logger.info(
+            "fhir query done resource_type=%s status=%s pages=%d duration_ms=%.0f",
+            resource_type,
+            progress.status_code,
+            progress.pages,
+            (time.perf_counter() - started) * 1000,
+        )
+        return resources
+
+    async def _run(
+        self, query: str, resource_type: str, progress: _Progress
+    ) -> list[dict[str, Any]]:
+        url = httpx.URL(f"{self._base}/{query}")
+        if not self._within_base(url):
+            raise FhirUnavailable(
+                f"the {resource_type} query leaves fhirServer",
+                resource_type=resource_type,
+            )
+        body = await self._get_json(url, resource_type, progress)
+        if _is_read(query):
+            if body["resourceType"] != resource_type:
+                raise FhirInvalidResponse(
+                    f"the {resource_type} read answered another resource type",
+                    resource_type=resource_type,
+                )
+            return [body]
+        resources = _search_page(body, resource_type)
+        next_url = self._next_url(body, resource_type)
+        while next_url is not None:
+            if progress.pages >= self._max_pages:
+                # Advice built on part of the record could miss a prior study; refuse instead.
+                raise FhirResponseTooLarge(
+                    f"the {resource_type} search has more than {self._max_pages} pages",
+                    resource_type=resource_type,
+                )
+            body = await self._get_json(next_url, resource_type, progress)
+            resources.extend(_search_page(body, resource_type))
+            next_url = self._next_url(body, resource_type)
+        return resources
+
+    async def _get_json(
+        self, url: httpx.URL, resource_type: str, progress: _Progress
+    ) -> dict[str, Any]:
+        try:
+            async with self._client.stream(
+                "GET", url, headers=self._headers, follow_redirects=False
+            ) as response:
+                progress.pages += 1
+                progress.status_code = response.status_code
+                if not response.is_success:
+                    raise _status_error(response.status_code, resource_type)
+                raw = await self._read_capped(response, resource_type)
+                return _decode(raw, resource_type, response.status_code)
+        except httpx.TimeoutException as exc:
+            raise FhirTimeout(
+                f"the FHIR server timed out on the {resource_type} query",
+                resource_type=resource_type,
+            ) from exc
+        except httpx.DecodingError as exc:
+            raise FhirInvalidResponse(
+                f"the {resource_type} response could not be decoded",
+                resource_type=resource_type,
+            ) from exc
+        except httpx.RequestError as exc:
+            raise FhirUnavailable(
+                f"the FHIR server could not be reached for the {resource_type} query",
+                resource_type=resource_type,
+            ) from exc
+
+    async def _read_capped(self, response: httpx.Response, resource_type: str) -> bytes:
+        chunks: list[bytes] = []
+        size = 0
+        # aiter_bytes yields decompressed bytes, so a small gzip bomb is caught too.
+        async for chunk in response.aiter_bytes():
+            size += len(chunk)
+            if size > self._max_response_bytes:
+                raise FhirResponseTooLarge(
+                    f"the {resource_type} response exceeded {self._max_response_bytes} bytes",
+                    resource_type=resource_type,
+                    status_code=response.status_code,
+                )
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    def _next_url(self, bundle: dict[str, Any], resource_type: str) -> httpx.URL | None:
+        links = bundle.get("link")
+        if not isinstance(links, list):
+            return None
+        for link in links:
+            if isinstance(link, dict) and link.get("relation") == "next":
+                target = link.get("url")
+                if not isinstance(target, str) or not target:
+                    return None
+                url = httpx.URL(f"{self._base}/").join(target)
+                if self._within_base(url):
+                    return url
+                # Following it would hand our bearer token to whoever the link names.
+                logger.warning(
+                    "fhir paging stopped: next link outside fhirServer resource_type=%s",
+                    resource_type,
+                )
+                return None
+        return None
+
+    def _within_base(self, url: httpx.URL) -> bool:
+        """True when url is on the base's origin and under its path (a plain prefix test is not enough)."""
+        return (
+            url.scheme == self._base.scheme
+            and url.host == self._base.host
+            and url.port == self._base.port
+            and not url.userinfo
+            and (
+                url.path == self._base_path
+                or url.path.startswith(f"{self._base_path}/")
+            )
+        )
+
+
+def _resource_type_of(query: str) -> str:
+    match = _RESOURCE_TYPE.match(query)
+    if match is None:
+        raise ValueError("a FHIR query must start with a resource type")
+    return match.group(0)
+
+
+def _is_read(query: str) -> bool:
+    return "?" not in query and "/" in query
+
+
+def _status_error(status_code: int, resource_type: str) -> FhirError:
+    what = f"the FHIR server answered HTTP {status_code} to the {resource_type} query"
+    if status_code in (401, 403):
+        return FhirUnauthorized(
+            what, resource_type=resource_type, status_code=status_code
+        )
+    return FhirUnavailable(what, resource_type=resource_type, status_code=status_code)
+
+
+def _decode(raw: bytes, resource_type: str, status_code: int) -> dict[str, Any]:
+    try:
+        body = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        # from None: the decode error holds the document, which may hold PHI.
+        raise FhirInvalidResponse(
+            f"the {resource_type} response is not JSON",
+            resource_type=resource_type,
+            status_code=status_code,
+        ) from None
+    if not is_resource(body):
+        raise FhirInvalidResponse(
+            f"the {resource_type} response is not a FHIR resource",
+            resource_type=resource_type,
+            status_code=status_code,
+        )
+    return body
+
+
+def _search_page(body: dict[str, Any], resource_type: str) -> list[dict[str, Any]]:
+    if body["resourceType"] != "Bundle":
+        raise FhirInvalidResponse(
+            f"the {resource_type} search did not answer a Bundle",
+            resource_type=resource_type,
+        )
+    try:
+        return bundle_resources(body)
+    except ValueError as exc:
+        raise FhirInvalidResponse(
+            f"the {resource_type} search Bundle is malformed ({exc})",
+            resource_type=resource_type,
+        ) from None

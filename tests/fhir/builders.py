@@ -1,0 +1,107 @@
+"""Synthetic FHIR JSON and a FhirFetcher wired to httpx.MockTransport for the tests in this package."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable, Coroutine
+from contextlib import asynccontextmanager
+from typing import Any
+
+import httpx
+
+from app.fhir.client import FhirFetcher, create_http_client
+from app.fhir.prefetch import PREFETCH_TEMPLATES
+
+BASE_URL = "https://ehr.example.test/fhir"
+# Sentinels: synthetic values that must never surface in an error reason or a log line.
+PATIENT_ID = "pt-sentinel-7391"
+TOKEN = "tok-sentinel-4471"
+
+Handler = (
+    Callable[[httpx.Request], httpx.Response]
+    | Callable[[httpx.Request], Coroutine[None, None, httpx.Response]]
+)
+
+
+def make_patient(patient_id: str = PATIENT_ID) -> dict[str, Any]:
+    return {"resourceType": "Patient", "id": patient_id, "birthDate": "1970-01-01"}
+
+
+def make_resource(resource_type: str, resource_id: str) -> dict[str, Any]:
+    return {
+        "resourceType": resource_type,
+        "id": resource_id,
+        "subject": {"reference": f"Patient/{PATIENT_ID}"},
+    }
+
+
+def make_outcome() -> dict[str, Any]:
+    return {
+        "resourceType": "OperationOutcome",
+        "issue": [{"severity": "warning", "code": "informational"}],
+    }
+
+
+def make_bundle(
+    resources: list[dict[str, Any]], *, next_url: str | None = None
+) -> dict[str, Any]:
+    bundle: dict[str, Any] = {
+        "resourceType": "Bundle",
+        "type": "searchset",
+        "entry": [{"resource": resource} for resource in resources],
+        "link": [
+            {"relation": "self", "url": f"{BASE_URL}/Observation?patient={PATIENT_ID}"}
+        ],
+    }
+    if next_url is not None:
+        bundle["link"].append({"relation": "next", "url": next_url})
+    return bundle
+
+
+def fhir_response(body: dict[str, Any], status_code: int = 200) -> httpx.Response:
+    return httpx.Response(
+        status_code, json=body, headers={"Content-Type": "application/fhir+json"}
+    )
+
+
+@asynccontextmanager
+async def open_fetcher(
+    handler: Handler,
+    *,
+    token: str | None = TOKEN,
+    max_pages: int = 10,
+    max_response_bytes: int = 1_000_000,
+) -> AsyncIterator[FhirFetcher]:
+    """A FhirFetcher on the production client factory, answering from handler."""
+    transport = httpx.MockTransport(handler)
+    async with create_http_client(timeout_seconds=5.0, transport=transport) as client:
+        yield FhirFetcher(client, BASE_URL, token, max_pages, max_response_bytes)
+
+
+CONTEXT: dict[str, object] = {"patientId": PATIENT_ID, "userId": "Practitioner/pr-1"}
+SEARCH_TYPES = {
+    key: template.split("?", 1)[0]
+    for key, template in PREFETCH_TEMPLATES.items()
+    if "?" in template
+}
+
+
+def full_prefetch() -> dict[str, object]:
+    prefetch: dict[str, object] = {"patient": make_patient()}
+    for key, resource_type in SEARCH_TYPES.items():
+        prefetch[key] = make_bundle([make_resource(resource_type, f"{key}-1")])
+    return prefetch
+
+
+def refuse(request: httpx.Request) -> httpx.Response:
+    raise AssertionError(f"unexpected FHIR request to {request.url.path}")
+
+
+def serve_record(request: httpx.Request) -> httpx.Response:
+    """A FHIR server holding one resource per searched type for PATIENT_ID."""
+    resource_type = request.url.path.rsplit("/", 2)[-1]
+    if request.url.path.endswith(f"/Patient/{PATIENT_ID}"):
+        return fhir_response(make_patient())
+    assert request.url.params["patient"] == PATIENT_ID
+    return fhir_response(
+        make_bundle([make_resource(resource_type, "served-1"), make_outcome()])
+    )
