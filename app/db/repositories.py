@@ -1,0 +1,134 @@
+"""Every SQL statement of the service: plain async functions, keyword-only arguments after the session."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import delete, select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.sql.dml import Insert
+
+from app.db.models import CardFeedback, EhrClient, HookInvocation, IssuedCard, JwtReplay
+
+
+def _insert_ignoring_conflicts(session: AsyncSession, table: Any) -> Insert:
+    """INSERT .. ON CONFLICT DO NOTHING in the session's dialect (the unique constraint arbitrates races)."""
+    dialect = session.get_bind().dialect.name
+    if dialect == "postgresql":
+        return postgresql.insert(table).on_conflict_do_nothing()
+    if dialect == "sqlite":
+        return sqlite.insert(table).on_conflict_do_nothing()
+    raise ValueError(f"unsupported dialect {dialect!r}")
+
+
+async def add_invocation(
+    session: AsyncSession, *, invocation: HookInvocation, cards: Sequence[IssuedCard]
+) -> None:
+    """Stage an invocation and its cards; flushes so the rows exist for feedback in the same transaction."""
+    session.add(invocation)
+    await session.flush()
+    for card in cards:
+        card.invocation_id = invocation.id
+    session.add_all(cards)
+    await session.flush()
+
+
+async def get_invocations_by_hook_instance(
+    session: AsyncSession, *, hook_instance: str
+) -> list[HookInvocation]:
+    result = await session.scalars(
+        select(HookInvocation)
+        .where(HookInvocation.hook_instance == hook_instance)
+        .order_by(HookInvocation.id)
+    )
+    return list(result)
+
+
+async def get_issued_cards(
+    session: AsyncSession, *, invocation_id: int
+) -> list[IssuedCard]:
+    result = await session.scalars(
+        select(IssuedCard)
+        .where(IssuedCard.invocation_id == invocation_id)
+        .order_by(IssuedCard.uuid)
+    )
+    return list(result)
+
+
+async def get_issued_cards_by_uuid(
+    session: AsyncSession, *, uuids: Sequence[str]
+) -> dict[str, IssuedCard]:
+    if not uuids:
+        return {}
+    result = await session.scalars(
+        select(IssuedCard).where(IssuedCard.uuid.in_(set(uuids)))
+    )
+    return {card.uuid: card for card in result}
+
+
+async def insert_feedback_ignoring_duplicates(
+    session: AsyncSession, *, rows: Sequence[Mapping[str, object]]
+) -> int:
+    """Insert feedback rows; a row whose dedupe_key is already stored is skipped. Returns how many were inserted."""
+    if not rows:
+        return 0
+    stmt = _insert_ignoring_conflicts(session, CardFeedback.__table__).returning(
+        CardFeedback.__table__.c.id
+    )
+    result = await session.execute(stmt, [dict(row) for row in rows])
+    return len(result.all())
+
+
+async def get_feedback_for_card(
+    session: AsyncSession, *, card_uuid: str
+) -> list[CardFeedback]:
+    result = await session.scalars(
+        select(CardFeedback)
+        .where(CardFeedback.card_uuid == card_uuid)
+        .order_by(CardFeedback.id)
+    )
+    return list(result)
+
+
+async def add_ehr_client(session: AsyncSession, *, client: EhrClient) -> None:
+    session.add(client)
+    await session.flush()
+
+
+async def get_ehr_client(session: AsyncSession, *, issuer: str) -> EhrClient | None:
+    result = await session.scalars(select(EhrClient).where(EhrClient.issuer == issuer))
+    return result.one_or_none()
+
+
+async def list_ehr_clients(session: AsyncSession) -> list[EhrClient]:
+    result = await session.scalars(select(EhrClient).order_by(EhrClient.issuer))
+    return list(result)
+
+
+async def delete_ehr_client(session: AsyncSession, *, issuer: str) -> bool:
+    result = await session.execute(
+        delete(EhrClient)
+        .where(EhrClient.issuer == issuer)
+        .returning(EhrClient.__table__.c.id)
+    )
+    return len(result.all()) > 0
+
+
+async def insert_jti(
+    session: AsyncSession, *, issuer: str, jti: str, expires_at: datetime
+) -> bool:
+    """Insert (issuer, jti); False when the pair is already stored. Atomic across workers via the primary key."""
+    stmt = (
+        _insert_ignoring_conflicts(session, JwtReplay.__table__)
+        .values(issuer=issuer, jti=jti, expires_at=expires_at)
+        .returning(JwtReplay.__table__.c.jti)
+    )
+    result = await session.execute(stmt)
+    return result.first() is not None
+
+
+async def purge_expired_jtis(session: AsyncSession, *, now: datetime) -> None:
+    await session.execute(delete(JwtReplay).where(JwtReplay.expires_at < now))

@@ -1,0 +1,112 @@
+"""Async engine and session factories, the commit-at-end session scope and a runner for sync callers (CLI)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import Any, TypeVar
+
+from sqlalchemy import event
+from sqlalchemy.engine import Connection, make_url
+from sqlalchemy.ext.asyncio import (
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
+from sqlalchemy.pool import ConnectionPoolEntry
+
+T = TypeVar("T")
+
+SQLITE_BUSY_TIMEOUT_MS = 5000
+
+
+def create_engine(url: str, *, schema: str | None = None) -> AsyncEngine:
+    """Build the async engine for a `sqlite+aiosqlite` or `postgresql+asyncpg` URL.
+
+    `schema` (PostgreSQL only) becomes the connection's search_path, so every table, including Alembic's
+    version table, lives in that schema; tests use it for isolation.
+    """
+    backend = make_url(url).get_backend_name()
+    if backend == "sqlite":
+        if schema is not None:
+            raise ValueError("schema is only supported on PostgreSQL")
+        engine = create_async_engine(url)
+        _configure_sqlite(engine)
+        return engine
+    if backend == "postgresql":
+        connect_args: dict[str, Any] = {}
+        if schema is not None:
+            connect_args["server_settings"] = {"search_path": schema}
+        return create_async_engine(
+            url,
+            pool_size=10,
+            max_overflow=20,
+            pool_pre_ping=True,
+            # Recycle before typical load-balancer / server idle timeouts cut the socket.
+            pool_recycle=1800,
+            connect_args=connect_args,
+        )
+    raise ValueError(
+        f"unsupported database backend {backend!r}; use sqlite+aiosqlite or postgresql+asyncpg"
+    )
+
+
+def _configure_sqlite(engine: AsyncEngine) -> None:
+    @event.listens_for(engine.sync_engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: ConnectionPoolEntry) -> None:
+        # Take over transaction control from the driver so that "begin" below decides how BEGIN is emitted.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        try:
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+            cursor.execute("PRAGMA foreign_keys=ON")
+        finally:
+            cursor.close()
+
+    @event.listens_for(engine.sync_engine, "begin")
+    def _on_begin(conn: Connection) -> None:
+        # A deferred transaction that reads and then writes fails at once with SQLITE_BUSY when another
+        # writer committed in between (busy_timeout does not apply); taking the write lock up front makes
+        # concurrent writers queue on busy_timeout instead.
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def create_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
+    """Sessions that keep loaded attributes after commit (responses are built after the commit)."""
+    return async_sessionmaker(engine, expire_on_commit=False)
+
+
+@asynccontextmanager
+async def session_scope(
+    sessionmaker: async_sessionmaker[AsyncSession],
+) -> AsyncIterator[AsyncSession]:
+    """One unit of work: commits when the block succeeds, rolls back when it raises."""
+    async with sessionmaker() as session:
+        try:
+            yield session
+        except BaseException:
+            await session.rollback()
+            raise
+        await session.commit()
+
+
+def run_in_session(
+    database_url: str,
+    work: Callable[[AsyncSession], Awaitable[T]],
+    *,
+    schema: str | None = None,
+) -> T:
+    """Run `work` in one committed session from sync code with no running event loop (the CLI)."""
+
+    async def _run() -> T:
+        engine = create_engine(database_url, schema=schema)
+        try:
+            async with session_scope(create_sessionmaker(engine)) as session:
+                return await work(session)
+        finally:
+            await engine.dispose()
+
+    return asyncio.run(_run())
