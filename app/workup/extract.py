@@ -1,0 +1,302 @@
+"""Raw FHIR JSON -> facts: select by mapped code, validate with fhir.resources R4B, then read."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, replace
+from datetime import datetime
+
+from fhir.resources.R4B.condition import Condition
+from fhir.resources.R4B.devicerequest import DeviceRequest
+from fhir.resources.R4B.diagnosticreport import DiagnosticReport
+from fhir.resources.R4B.imagingstudy import ImagingStudy
+from fhir.resources.R4B.medicationrequest import MedicationRequest
+from fhir.resources.R4B.medicationstatement import MedicationStatement
+from fhir.resources.R4B.observation import Observation
+from fhir.resources.R4B.procedure import Procedure
+from fhir.resources.R4B.servicerequest import ServiceRequest
+from pydantic import BaseModel, ValidationError
+
+from app.catalog.index import Catalog, ConceptMatch
+from app.workup.facts import Fact, FactSet, Side, Status
+from app.workup.fhirread import (
+    age_days,
+    date_of,
+    modifier_sides,
+    resolve_side,
+    sides_of_concept,
+    sites_of,
+    status_of,
+)
+from app.workup.jsontypes import JsonObject, child, children, codings, string
+from app.workup.readers import make_fact, read_values
+
+_MODELS: dict[str, type[BaseModel]] = {
+    "Condition": Condition,
+    "Observation": Observation,
+    "DiagnosticReport": DiagnosticReport,
+    "ImagingStudy": ImagingStudy,
+    "Procedure": Procedure,
+    "ServiceRequest": ServiceRequest,
+    "DeviceRequest": DeviceRequest,
+    "MedicationRequest": MedicationRequest,
+    "MedicationStatement": MedicationStatement,
+}
+_CODE_FIELD = {
+    "Condition": "code",
+    "Observation": "code",
+    "DiagnosticReport": "code",
+    "Procedure": "code",
+    "ServiceRequest": "code",
+    "DeviceRequest": "codeCodeableConcept",
+    "MedicationRequest": "medicationCodeableConcept",
+    "MedicationStatement": "medicationCodeableConcept",
+}
+_RESULT_TYPES = frozenset(
+    {"Observation", "DiagnosticReport", "Procedure", "ImagingStudy"}
+)
+
+
+def primary_codings(resource: JsonObject) -> list[tuple[str, str]]:
+    """The codings that decide whether a resource is relevant (cheap; no validation)."""
+    rtype = string(resource, "resourceType") or ""
+    if rtype == "ImagingStudy":
+        found = [p for cc in children(resource, "procedureCode") for p in codings(cc)]
+        found += [p for m in children(resource, "modality") for p in codings(m)]
+        for series in children(resource, "series"):
+            found += codings(child(series, "modality"))
+        return found
+    field = _CODE_FIELD.get(rtype)
+    if field is None:
+        return []
+    found = codings(child(resource, field))
+    if rtype == "Observation":
+        found += [
+            p
+            for comp in children(resource, "component")
+            for p in codings(child(comp, "code"))
+        ]
+    elif rtype == "DiagnosticReport":
+        found += [p for cc in children(resource, "conclusionCode") for p in codings(cc)]
+    return found
+
+
+@dataclass(frozen=True)
+class _Context:
+    catalog: Catalog
+    source: str
+    status: Status
+    draft: bool
+    selected: bool
+
+
+def extract_facts(
+    *,
+    resources: Iterable[JsonObject],
+    draft_orders: Iterable[JsonObject],
+    selections: Iterable[str],
+    catalog: Catalog,
+    now: datetime,
+) -> FactSet:
+    """Facts of the record and of the draft orders; stale results are split off (R00c).
+
+    Args:
+        resources: raw FHIR R4 JSON of the patient record.
+        draft_orders: raw FHIR JSON from `context.draftOrders`.
+        selections: `context.selections` references, e.g. "ServiceRequest/abc".
+        catalog: the loaded catalogue (code index, units, laterality sources).
+        now: the service clock; results older than the stale window are split off.
+    """
+    chosen = set(selections)
+    facts: list[Fact] = []
+    invalid = 0
+    seen_anonymous = 0
+    for draft, batch in ((False, resources), (True, draft_orders)):
+        for resource in batch:
+            if not _relevant(resource, catalog):
+                continue
+            model = _MODELS[string(resource, "resourceType") or ""]
+            try:
+                model.model_validate(resource)
+            except (ValidationError, ValueError, TypeError):
+                invalid += 1
+                continue
+            status = status_of(resource, draft=draft)
+            if status is None:
+                continue
+            source = _reference(resource)
+            if source is None:
+                seen_anonymous += 1
+                source = f"{resource['resourceType']}/#{seen_anonymous}"
+            ctx = _Context(catalog, source, status, draft, source in chosen)
+            facts.extend(_read(resource, ctx))
+    facts = _link(facts)
+    stale_days = catalog.settings.windows.stale_days
+    fresh = [f for f in facts if not _is_stale(f, now, stale_days)]
+    stale = [f for f in facts if _is_stale(f, now, stale_days)]
+    return FactSet(tuple(fresh), invalid, tuple(stale))
+
+
+def _without_onset(resource: JsonObject) -> bool:
+    """A Condition dated only by recordedDate: that date is not a symptom onset."""
+    if string(resource, "resourceType") != "Condition":
+        return False
+    return not any(key.startswith("onset") for key in resource)
+
+
+def _relevant(resource: JsonObject, catalog: Catalog) -> bool:
+    if string(resource, "resourceType") not in _MODELS:
+        return False
+    return any(catalog.index.knows(s, c) for s, c in primary_codings(resource))
+
+
+def _reference(resource: JsonObject) -> str | None:
+    rid = string(resource, "id")
+    return f"{resource['resourceType']}/{rid}" if rid else None
+
+
+def _is_stale(fact: Fact, now: datetime, stale_days: int) -> bool:
+    if fact.draft or fact.resource_type not in _RESULT_TYPES or fact.date is None:
+        return False
+    return age_days(fact.date, now) > stale_days
+
+
+def _matches(pairs: list[tuple[str, str]], catalog: Catalog) -> list[ConceptMatch]:
+    found: dict[str, ConceptMatch] = {}
+    for system, code in pairs:
+        for match in catalog.index.lookup(system, code):
+            found.setdefault(match.kind, match)
+    return list(found.values())
+
+
+def _read(resource: JsonObject, ctx: _Context) -> list[Fact]:
+    rtype = string(resource, "resourceType") or ""
+    catalog = ctx.catalog
+    if rtype == "ImagingStudy":
+        return _read_imaging(resource, ctx)
+    code = child(resource, _CODE_FIELD[rtype])
+    body_sites = children(resource, "bodySite")
+    sites = sites_of(body_sites, catalog)
+    stated: set[Side] = modifier_sides(code, catalog)
+    for site in body_sites:
+        stated |= sides_of_concept(site, catalog)
+    base = _base(resource, ctx, sites)
+    facts = [
+        make_fact(base, match, stated, sites)
+        for match in _matches(codings(code), catalog)
+        if match.requires_site is None or match.requires_site in sites
+    ]
+    return read_values(resource, facts, base, stated, catalog)
+
+
+def _base(resource: JsonObject, ctx: _Context, sites: frozenset[str]) -> Fact:
+    links = [
+        string(ref, "reference") or ""
+        for key in ("basedOn", "reasonReference", "derivedFrom", "partOf")
+        for ref in children(resource, key)
+    ]
+    links += [
+        f"result:{string(ref, 'reference')}" for ref in children(resource, "result")
+    ]
+    reasons = {
+        f"reason:{m.kind}"
+        for cc in children(resource, "reasonCode")
+        for m in _matches(codings(cc), ctx.catalog)
+    }
+    if children(resource, "reasonCode"):
+        reasons.add("has-reason")
+    if _without_onset(resource):
+        reasons.add("no-onset")
+    methods = {
+        tag
+        for s, c in codings(child(resource, "method"))
+        if (tag := ctx.catalog.index.method(s, c)) is not None
+    }
+    return Fact(
+        kind="",
+        label="",
+        source=ctx.source,
+        resource_type=string(resource, "resourceType") or "",
+        status=ctx.status,
+        sites=sites,
+        date=date_of(resource),
+        tags=frozenset(reasons),
+        methods=frozenset(methods),
+        draft=ctx.draft,
+        selected=ctx.selected,
+        links=tuple(link for link in links if link),
+    )
+
+
+def _read_imaging(resource: JsonObject, ctx: _Context) -> list[Fact]:
+    catalog = ctx.catalog
+    series = children(resource, "series")
+    sites = sites_of(
+        [s for item in series for s in children(item, "bodySite")], catalog
+    )
+    # Series of one study on both legs make a bilateral study, not a conflict.
+    series_sides: set[Side] = set()
+    for item in series:
+        series_sides |= sides_of_concept(child(item, "laterality"), catalog)
+    if {Side.LEFT, Side.RIGHT} <= series_sides:
+        series_sides = {Side.BILATERAL}
+    base = _base(resource, ctx, sites)
+    pairs = primary_codings(resource)
+    methods = {tag for s, c in pairs if (tag := catalog.index.method(s, c)) is not None}
+    base = replace(base, methods=base.methods | methods)
+    return [
+        make_fact(base, match, series_sides, sites)
+        for match in _matches(pairs, catalog)
+        if match.requires_site is None or match.requires_site in sites
+    ]
+
+
+def _link(facts: list[Fact]) -> list[Fact]:
+    """Cross-resource context from explicit references, never from text.
+
+    A DeviceRequest takes the side of the ServiceRequest it is basedOn (terminology.md §2.2 item 4); an
+    Observation listed in a DiagnosticReport's `result` takes the report's side when it states none; a result
+    inherits the modality of what it is derivedFrom (an IVUS study makes its measurements IVUS measurements).
+    """
+    heads: dict[str, Fact] = {}
+    for fact in facts:
+        if fact.part_of is None:
+            heads.setdefault(fact.source, fact)
+    report_side: dict[str, Side] = {}
+    for fact in facts:
+        for link in fact.links:
+            if link.startswith("result:") and fact.side is not None:
+                report_side.setdefault(link.removeprefix("result:"), fact.side)
+    resolved = [_resolve(fact, heads, report_side) for fact in facts]
+    heads = {f.source: f for f in resolved if f.part_of is None}
+    return [_inherit(fact, heads) for fact in resolved]
+
+
+def _resolve(fact: Fact, heads: dict[str, Fact], report_side: dict[str, Side]) -> Fact:
+    parents = [heads[r] for r in fact.links if r in heads]
+    if fact.side is None and not fact.laterality_conflict and fact.part_of is None:
+        if fact.resource_type == "DeviceRequest":
+            sides = {p.side for p in parents if p.resource_type == "ServiceRequest"}
+            side, conflict = resolve_side({s for s in sides if s is not None})
+            fact = replace(fact, side=side, laterality_conflict=conflict)
+        elif fact.source in report_side:
+            fact = replace(fact, side=report_side[fact.source])
+    methods = {m for p in parents for m in p.methods}
+    if methods - fact.methods:
+        fact = replace(fact, methods=fact.methods | methods)
+    return fact
+
+
+def _inherit(fact: Fact, heads: dict[str, Fact]) -> Fact:
+    parent = heads.get(fact.part_of or "")
+    if parent is None:
+        return fact
+    side, conflict = fact.side, fact.laterality_conflict
+    if side is None and not conflict:
+        side, conflict = parent.side, parent.laterality_conflict
+    return replace(
+        fact,
+        side=side,
+        laterality_conflict=conflict,
+        methods=fact.methods | parent.methods,
+    )
