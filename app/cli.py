@@ -45,6 +45,7 @@ def migrate() -> None:
 def check() -> None:
     """Validate cards/ and fhir_mappings/ and print what was loaded."""
     from app.catalog.loader import CatalogError, load_catalog
+    from app.workup.engine import check_registry
 
     settings = get_settings()
     try:
@@ -53,13 +54,14 @@ def check() -> None:
             mappings_dir=settings.mappings_dir,
             local_system=settings.local_code_system,
         )
-    except CatalogError as exc:
+        check_registry(catalog)
+    except (CatalogError, ValueError) as exc:
         raise _fail(str(exc)) from None
     table = Table(title="Loaded clinical catalogue")
-    table.add_column("what")
-    table.add_column("count", justify="right")
-    for what, count in catalog.describe().items():
-        table.add_row(what, str(count))
+    for column in ("file", "section", "items", "codes"):
+        table.add_column(column, justify="right" if column in ("items", "codes") else "left")
+    for row in catalog.describe():
+        table.add_row(row.path, row.section, str(row.items), str(row.codes))
     console.print(table)
     console.print("[green]cards/ and fhir_mappings/ are valid[/]")
 
@@ -176,12 +178,22 @@ def clients_add(
 
 
 @clients_app.command("list")
-def clients_list() -> None:
+def clients_list(
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table")] = False,
+) -> None:
     """List registered EHR clients."""
     clients = asyncio.run(_clients_call("list"))
+    if as_json:
+        rows = [
+            {"issuer": c.issuer, "jwksUrl": c.jwks_url, "fhirServers": list(c.fhir_servers),
+             "jkuAllowlist": list(c.jku_allowlist), "tenant": c.tenant}
+            for c in clients
+        ]
+        typer.echo(json.dumps(rows, indent=2))
+        return
     table = Table(title="Registered EHR clients")
     for column in ("issuer", "keys", "FHIR servers", "jku allow-list", "tenant"):
-        table.add_column(column)
+        table.add_column(column, overflow="fold")
     for c in clients:
         keys = c.jwks_url or "inline JWKS"
         table.add_row(

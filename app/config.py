@@ -49,6 +49,8 @@ class Settings(BaseSettings):
     dev_fhir_servers: list[str] = Field(default_factory=list)
     max_body_bytes: int = 5 * 1024 * 1024
     cors_origins: list[str] = Field(default_factory=list)
+    # EHR origins allowed to frame the HTML pages (CSP frame-ancestors); empty: no framing.
+    frame_ancestors: list[str] = Field(default_factory=list)
     local_code_system: str = LOCAL_CODE_SYSTEM
     now: datetime | None = None
     log_level: str = "INFO"

@@ -77,6 +77,8 @@ def configure_logging(level: str = "INFO") -> None:
     root.propagate = True
     # uvicorn's access log prints full request lines with query strings; ours logs templates instead.
     logging.getLogger("uvicorn.access").disabled = True
-    # httpx logs every request URL (patient ids, search parameters) at INFO.
-    for name in ("httpx", "httpcore"):
+    # httpx logs every request URL (patient ids, search parameters) at INFO; SQLAlchemy and the database
+    # drivers log SQL with its bound parameters (feedback comments, HMACs) at INFO/DEBUG. Pinned here so a
+    # DEBUG root logger (or an operator's logging config) cannot turn them on.
+    for name in ("httpx", "httpcore", "sqlalchemy", "aiosqlite", "asyncpg"):
         logging.getLogger(name).setLevel(logging.WARNING)

@@ -9,20 +9,23 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
-from fastapi.responses import ORJSONResponse
+from app.api.responses import OrjsonResponse
 
 from app.api.cds.routes import router as cds_router
 from app.api.health import router as health_router
+from app.api.metrics import install_metrics
 from app.api.middleware import BodySizeLimitMiddleware
+from app.api.security_headers import SecurityHeadersMiddleware
 from app.catalog.loader import load_catalog
 from app.config import AuthMode, Settings, get_settings
-from app.db import repositories
 from app.db.session import create_engine, create_sessionmaker
 from app.errors import install_error_handlers
 from app.fhir.client import create_http_client
 from app.logging import configure_logging
 from app.security.jwks import HttpJwksFetcher
+from app.services.clients import list_clients
 from app.state import AppState
+from app.workup.engine import check_registry
 
 logger = logging.getLogger("iliac_cds.startup")
 
@@ -55,12 +58,13 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         mappings_dir=settings.mappings_dir,
         local_system=settings.local_code_system,
     )
+    check_registry(catalog)
     engine = create_engine(settings.database_url, schema=settings.database_schema)
     sessionmaker = create_sessionmaker(engine)
     if settings.auth_mode is AuthMode.JWT:
         async with sessionmaker() as session:
-            count = await repositories.count_clients(session)
-        if count == 0:
+            registered = await list_clients(session)
+        if not registered:
             await engine.dispose()
             raise StartupError(
                 "no EHR client is registered: add one with `iliac-cds clients add` "
@@ -93,7 +97,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version="0.1.0",
         summary="CDS Hooks 2.0 service for the workup of iliofemoral venous outflow obstruction",
         lifespan=lifespan,
-        default_response_class=ORJSONResponse,
+        default_response_class=OrjsonResponse,
     )
     app.state.settings = settings
     if settings.cors_origins:
@@ -104,6 +108,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             allow_headers=["Authorization", "Content-Type"],
         )
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.add_middleware(
+        SecurityHeadersMiddleware, frame_ancestors=settings.frame_ancestors
+    )
+    # Outermost, so that 413s and errors raised by inner middleware are counted too.
+    install_metrics(app)
     install_error_handlers(app)
     app.include_router(cds_router)
     app.include_router(health_router)

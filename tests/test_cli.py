@@ -78,9 +78,16 @@ def test_clients_add_list_remove(sqlite_env: Path) -> None:
         ],
     )
     assert added.exit_code == 0, added.output
-    listed = runner.invoke(app, ["clients", "list"])
-    assert "https://ehr.example.org" in listed.output
-    assert "https://ehr.example.org/fhir" in listed.output
+    listed = runner.invoke(app, ["clients", "list", "--json"])
+    assert json.loads(listed.output) == [
+        {
+            "issuer": "https://ehr.example.org",
+            "jwksUrl": None,
+            "fhirServers": ["https://ehr.example.org/fhir"],
+            "jkuAllowlist": [],
+            "tenant": None,
+        }
+    ]
     removed = runner.invoke(app, ["clients", "remove", "https://ehr.example.org"])
     assert removed.exit_code == 0, removed.output
     again = runner.invoke(app, ["clients", "remove", "https://ehr.example.org"])

@@ -7,10 +7,11 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from sqlalchemy.exc import SQLAlchemyError
 
 from app.api.cds.services import SERVICES_BY_ID, ServiceDef
 from app.config import AuthMode
-from app.errors import NotFound, Unauthorized
+from app.errors import NotFound, ServiceUnavailable, Unauthorized
 from app.security.clients import RegisteredClient
 from app.security.errors import AuthError
 from app.security.jwt import authenticate
@@ -58,7 +59,7 @@ async def authenticate_request(
                 authorization=header,
                 endpoint_url=audience,
                 clients=SqlClientLookup(state.sessionmaker),
-                replay=SqlReplayStore(state.sessionmaker),
+                replay=SqlReplayStore(state.sessionmaker, clock=state.now),
                 jwks=state.jwks,
                 settings=state.settings,
                 now=state.now(),
@@ -68,6 +69,15 @@ async def authenticate_request(
             last = exc
             if exc.reason != "aud_mismatch":
                 break
+        except (SQLAlchemyError, OSError) as exc:
+            # Fail closed: without the client registry and the jti store, replays cannot be refused.
+            logger.error(
+                "auth_store_unavailable", extra={"exc_type": type(exc).__name__}
+            )
+            raise ServiceUnavailable(
+                "authentication store unavailable; nothing was processed, retry later",
+                headers={"Retry-After": "5"},
+            ) from None
     reason = last.reason if last else "unknown"
     logger.info("auth_rejected", extra={"reason": reason})
     raise Unauthorized("unauthorized")

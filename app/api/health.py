@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 
 from fastapi import APIRouter, Request
-from fastapi.responses import ORJSONResponse
+from app.api.responses import OrjsonResponse
 from sqlalchemy import text
 
 from app.state import AppState
@@ -20,7 +20,7 @@ async def healthz() -> dict[str, str]:
 
 
 @router.get("/readyz", summary="Readiness: database reachable and data files loaded")
-async def readyz(request: Request) -> ORJSONResponse:
+async def readyz(request: Request) -> OrjsonResponse:
     state: AppState = request.app.state.services
     checks: dict[str, str] = {"catalog": "ok"}
     try:
@@ -31,7 +31,7 @@ async def readyz(request: Request) -> ORJSONResponse:
         logger.warning("readyz_database_failed", extra={"exc_type": type(exc).__name__})
         checks["database"] = "unavailable"
     ready = all(v == "ok" for v in checks.values())
-    return ORJSONResponse(
+    return OrjsonResponse(
         {"status": "ok" if ready else "unavailable", "checks": checks},
         status_code=200 if ready else 503,
     )

@@ -32,7 +32,8 @@ def create_engine(url: str, *, schema: str | None = None) -> AsyncEngine:
     if backend == "sqlite":
         if schema is not None:
             raise ValueError("schema is only supported on PostgreSQL")
-        engine = create_async_engine(url)
+        # hide_parameters: bound values (feedback comments) stay out of exception messages and logs.
+        engine = create_async_engine(url, hide_parameters=True)
         _configure_sqlite(engine)
         return engine
     if backend == "postgresql":
@@ -46,7 +47,10 @@ def create_engine(url: str, *, schema: str | None = None) -> AsyncEngine:
             pool_pre_ping=True,
             # Recycle before typical load-balancer / server idle timeouts cut the socket.
             pool_recycle=1800,
-            connect_args=connect_args,
+            # Fail fast when the database host is unreachable (asyncpg waits 60 s by default).
+            pool_timeout=5,
+            hide_parameters=True,
+            connect_args={"timeout": 5, **connect_args},
         )
     raise ValueError(
         f"unsupported database backend {backend!r}; use sqlite+aiosqlite or postgresql+asyncpg"

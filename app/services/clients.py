@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from urllib.parse import urlsplit
 
@@ -145,13 +145,20 @@ class SqlClientLookup:
 class SqlReplayStore:
     """app.security.replay.ReplayStore on the jwt_replay table, committing its own short transaction."""
 
-    def __init__(self, sessionmaker: async_sessionmaker[AsyncSession]) -> None:
+    def __init__(
+        self,
+        sessionmaker: async_sessionmaker[AsyncSession],
+        *,
+        clock: Callable[[], datetime] | None = None,
+    ) -> None:
         self._sessionmaker = sessionmaker
+        # The service clock: expiry must be judged on the same clock as the JWT's exp (ILIAC_CDS_NOW).
+        self._clock = clock or (lambda: datetime.now(UTC))
 
     async def remember(self, issuer: str, jti: str, expires_at: datetime) -> bool:
         async with session_scope(self._sessionmaker) as session:
             return await remember_jti(
-                session, issuer=issuer, jti=jti, expires_at=expires_at
+                session, issuer=issuer, jti=jti, expires_at=expires_at, now=self._clock()
             )
 
 

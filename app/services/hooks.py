@@ -18,6 +18,8 @@ from app.api.cds.schemas import (
     PatientViewContext,
 )
 from app.api.cds.services import ServiceDef
+from app.api.limits import check_cds_request
+from app.api.metrics import count_audit_failure, count_fetch_failure, observe_hook
 from app.config import AuthMode
 from app.errors import (
     AppError,
@@ -120,6 +122,7 @@ async def evaluate(
         raise BadRequest(str(exc)) from None
     except (PrefetchUnavailable, FhirError) as exc:
         logger.info("prefetch_unavailable", extra={"error_type": type(exc).__name__})
+        count_fetch_failure(type(exc).__name__)
         raise PreconditionFailed(_reason(exc)) from None
     base = state.settings.public_base_url.rstrip("/")
     selections = context.selections if isinstance(context, OrderSelectContext) else []
@@ -149,6 +152,7 @@ async def handle_hook(state: AppState, call: HookCall) -> dict[str, object]:
     sides: dict[str, str] = {}
     patient_id: str | None = None
     try:
+        check_cds_request(call.request)
         context = parse_context(call.service.hook, call.request.context)
         patient_id = context.patient_id
         result = await evaluate(state, call, context)
@@ -198,7 +202,8 @@ async def _audit(
             )
             await session.commit()
     except (SQLAlchemyError, OSError) as exc:
-        # Decision support must not fail because the audit store is down; the gap is logged.
+        # Decision support must not fail because the audit store is down; the gap is logged and counted.
+        count_audit_failure(call.service.id)
         logger.error(
             "audit_write_failed",
             extra={
@@ -216,6 +221,7 @@ async def _audit(
             "duration_ms": round(duration_ms, 2),
         },
     )
+    observe_hook(call.service.id, status, duration_ms / 1000, cards)
 
 
 __all__ = ["HookCall", "evaluate", "handle_hook", "parse_context"]

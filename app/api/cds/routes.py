@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 
 from fastapi import APIRouter
-from fastapi.responses import ORJSONResponse
+from app.api.responses import OrjsonResponse
 from sqlalchemy.exc import SQLAlchemyError
 
 from app.api.cds.schemas import (
@@ -45,14 +45,18 @@ _ERRORS: dict[int | str, dict[str, object]] = {
         "model": ErrorResponse,
         "description": "Payload validation failed (names the fields)",
     },
+    503: {
+        "model": ErrorResponse,
+        "description": "Authentication store (database) unavailable; retry later",
+    },
 }
 
 
 @router.get(
     "/cds-services", response_model=DiscoveryResponse, summary="CDS Hooks discovery"
 )
-async def discovery() -> ORJSONResponse:
-    return ORJSONResponse(discovery_document())
+async def discovery() -> OrjsonResponse:
+    return OrjsonResponse(discovery_document())
 
 
 @router.post(
@@ -64,7 +68,7 @@ async def discovery() -> ORJSONResponse:
 )
 async def call_service(
     body: CdsRequest, service: ServiceDep, client: HookClientDep, state: StateDep
-) -> ORJSONResponse:
+) -> OrjsonResponse:
     if body.hook != service.hook:
         raise BadRequest(
             f"service {service.id!r} answers hook {service.hook!r}, not {body.hook!r}"
@@ -72,7 +76,7 @@ async def call_service(
     response = await handle_hook(
         state, HookCall(service=service, request=body, client=client)
     )
-    return ORJSONResponse(response)
+    return OrjsonResponse(response)
 
 
 @router.post(
