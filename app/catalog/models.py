@@ -167,8 +167,9 @@ class Coding(StrictModel):
 
 
 class OrderTemplate(StrictModel):
-    """A ServiceRequest a card may suggest; codes per side (`any` applies to every side)."""
+    """A ServiceRequest (or MedicationRequest) a card may suggest; codes per side (`any` applies to every side)."""
 
+    resource_type: Literal["ServiceRequest", "MedicationRequest"] = "ServiceRequest"
     text: str
     codes: dict[Literal["any", "left", "right", "bilateral"], tuple[Coding, ...]]
     body_sites: tuple[Coding, ...] = ()
@@ -264,6 +265,8 @@ class CardTemplate(StrictModel):
 
     id: str
     title: str
+    # When the rule fires, in words (rules catalogue, docs/rules.md); every rule card has one (tests/test_review.py).
+    condition: str | None = None
     hooks: tuple[Hook, ...] = Field(min_length=1)
     sources: tuple[str, ...] = Field(min_length=1)
     label_sources: tuple[str, ...] = Field(min_length=1)

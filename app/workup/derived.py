@@ -320,8 +320,10 @@ class Derived(DevicePredicates):
 
     @cached_property
     def anticoag_contraindicated(self) -> bool:
+        # A Condition counts while active; the clinician-asserted flag Observation when valueBoolean is true.
         flagged = any(
-            f.is_active for f in self._record("anticoagulation-contraindication")
+            f.is_active or (f.status is Status.FINAL and f.value == "true")
+            for f in self._record("anticoagulation-contraindication")
         )
         refused = any(
             f.status is Status.DO_NOT_PERFORM and "has-reason" in f.tags

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from datetime import datetime
@@ -23,6 +24,7 @@ from app.workup.fhirread import (
     age_days,
     date_of,
     modifier_sides,
+    parse_date,
     resolve_side,
     sides_of_concept,
     sites_of,
@@ -165,7 +167,12 @@ def _matches(pairs: list[tuple[str, str]], catalog: Catalog) -> list[ConceptMatc
     found: dict[str, ConceptMatch] = {}
     for system, code in pairs:
         for match in catalog.index.lookup(system, code):
-            found.setdefault(match.kind, match)
+            prior = found.get(match.kind)
+            # Several codings of one concept: the first fixes side/segment, all contribute tags
+            # (e.g. CPT 72198 + LOINC 24873-2 "W contrast IV", RxNorm + SNOMED for a DOAC).
+            found[match.kind] = (
+                match if prior is None else replace(prior, tags=prior.tags | match.tags)
+            )
     return list(found.values())
 
 
@@ -207,6 +214,8 @@ def _base(resource: JsonObject, ctx: _Context, sites: frozenset[str]) -> Fact:
         reasons.add("has-reason")
     if _without_onset(resource):
         reasons.add("no-onset")
+    if string(resource, "resourceType") == "ServiceRequest":
+        reasons |= _contrast_tags(resource)
     methods = {
         tag
         for s, c in codings(child(resource, "method"))
@@ -225,7 +234,28 @@ def _base(resource: JsonObject, ctx: _Context, sites: frozenset[str]) -> Fact:
         draft=ctx.draft,
         selected=ctx.selected,
         links=tuple(link for link in links if link),
+        recorded=parse_date(resource.get("recordedDate")),
     )
+
+
+_WITH_CONTRAST = re.compile(
+    r"\b(with|w)\s+(iv\s+)?(gadolinium|contrast)|\bgadolinium\b", re.IGNORECASE
+)
+_WITHOUT_CONTRAST = re.compile(
+    r"\b(without|wo|w/o|non-?)\s*(iv\s+)?(gadolinium\s+)?contrast\b", re.IGNORECASE
+)
+
+
+def _contrast_tags(resource: JsonObject) -> set[str]:
+    """Contrast stated on an imaging order (terminology.md §4.3: "without contrast" in orderDetail/text)."""
+    texts = [string(child(resource, "code"), "text") or ""]
+    for detail in children(resource, "orderDetail"):
+        texts.append(string(detail, "text") or "")
+        texts += [string(c, "display") or "" for c in children(detail, "coding")]
+    text = " ".join(texts)
+    if _WITH_CONTRAST.search(text):
+        return {"contrast-stated"}
+    return {"no-contrast"} if _WITHOUT_CONTRAST.search(text) else set()
 
 
 def _read_imaging(resource: JsonObject, ctx: _Context) -> list[Fact]:

@@ -84,6 +84,8 @@ class Fact:
     selected: bool = False
     links: tuple[str, ...] = ()
     part_of: str | None = None
+    # Condition.recordedDate: when the diagnosis was made (R05a "diagnosed <= 30 days").
+    recorded: datetime | None = None
 
     def on(self, leg: Side) -> bool:
         """True when this fact has a side that covers `leg`."""

@@ -8,6 +8,7 @@ import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
+from fhir.resources.R4B.medicationrequest import MedicationRequest
 from fhir.resources.R4B.servicerequest import ServiceRequest
 from pydantic import ValidationError
 
@@ -134,6 +135,9 @@ def _links(
 def _suggestions(
     template: CardTemplate, finding: Finding, ctx: RenderContext
 ) -> list[JsonValue]:
+    if finding.suggestion_set == "none":
+        # The rule found nothing worth suggesting (e.g. R06: the labs are already recent).
+        return []
     chosen = template.suggestion_sets.get(
         finding.suggestion_set
     ) or template.suggestion_sets.get("default", ())
@@ -166,7 +170,11 @@ def _actions(
             )
             continue
         order = ctx.catalog.orders[action.order or ""]
-        resource = build_service_request(order, finding, ctx)
+        resource = (
+            build_medication_request(order, finding, ctx)
+            if order.resource_type == "MedicationRequest"
+            else build_service_request(order, finding, ctx)
+        )
         if resource is None:
             return None
         actions.append(
@@ -204,6 +212,41 @@ def build_service_request(
         resource["note"] = [{"text": order.note}]
     try:
         ServiceRequest.model_validate(resource)
+    except (ValidationError, ValueError):
+        return None
+    return resource
+
+
+def build_medication_request(
+    order: OrderTemplate, finding: Finding, ctx: RenderContext
+) -> JsonObject | None:
+    """A draft MedicationRequest (intent proposal), validated with fhir.resources R4B; None if invalid.
+
+    The medication is a class concept plus text (no product code is invented); the prescriber picks the product.
+    """
+    catalog = ctx.catalog
+    side = finding.side
+    codes = order.codes.get(side.value if side else "any") or order.codes.get("any")
+    if not codes:
+        return None
+    resource: JsonObject = {
+        "resourceType": "MedicationRequest",
+        "status": "draft",
+        "intent": "proposal",
+        "subject": {"reference": f"Patient/{ctx.patient_id}"},
+        "medicationCodeableConcept": {
+            "coding": [_coding(c, catalog) for c in codes],
+            "text": order.text,
+        },
+    }
+    if order.category is not None:
+        resource["category"] = [{"coding": [_coding(order.category, catalog)]}]
+    if finding.reasons:
+        resource["reasonReference"] = [{"reference": ref} for ref in finding.reasons]
+    if order.note:
+        resource["dosageInstruction"] = [{"text": order.note}]
+    try:
+        MedicationRequest.model_validate(resource)
     except (ValidationError, ValueError):
         return None
     return resource
