@@ -1,0 +1,209 @@
+"""Fetching done right against the real server: paging, bearer token, and 412 (never 500, never a hang) on failure."""
+
+from __future__ import annotations
+
+import asyncio
+
+import httpx
+import pytest
+
+from app.fhir.client import FhirFetcher, create_http_client
+from app.sandbox import Scenario
+from tests.fixtures.app import AppFactory
+from tests.integration.conftest import FhirServer
+from tests.integration.paths import request_for, service_path
+from tests.integration.tcp import FixedAnswer, RecordingProxy, Silent
+
+pytestmark = pytest.mark.integration
+PAGED = "int-paged-observations"
+# Bounds a call that should answer long before it; a hang fails the test instead of stalling the suite.
+HANG_GUARD_SECONDS = 30.0
+
+
+def port_of(fhir_server: FhirServer) -> int:
+    port = httpx.URL(fhir_server.base_url).port
+    assert port is not None
+    return port
+
+
+async def call_without_prefetch(
+    api: httpx.AsyncClient,
+    scenario: Scenario,
+    *,
+    fhir_server: str,
+    token: str | None,
+) -> httpx.Response:
+    body = request_for(scenario, "no-prefetch", fhir_server=fhir_server, token=token)
+    async with asyncio.timeout(HANG_GUARD_SECONDS):
+        return await api.post(service_path(scenario), json=body)
+
+
+def assert_412(response: httpx.Response, *fragments: str) -> str:
+    assert response.status_code == 412, response.text
+    detail = str(response.json()["detail"])
+    for fragment in fragments:
+        assert fragment in detail, detail
+    return detail
+
+
+class TestPaging:
+    async def test_fetcher_reads_every_page_of_a_long_search(
+        self, fhir_server: FhirServer, loaded_scenarios: dict[str, Scenario]
+    ) -> None:
+        scenario = loaded_scenarios[PAGED]
+        expected = {r["id"] for r in scenario.resources_by_key()["observations"]}
+        async with create_http_client(timeout_seconds=10.0) as http:
+            fetcher = FhirFetcher(
+                http,
+                fhir_server.base_url,
+                fhir_server.token,
+                max_pages=10,
+                max_response_bytes=20 * 1024 * 1024,
+            )
+            observations = await fetcher.search(
+                f"Observation?patient={scenario.patient_id}"
+            )
+        # The server pages by 20, so this patient's search takes three pages.
+        assert len(expected) > 40
+        assert sorted(r["id"] for r in observations) == sorted(expected)
+
+    async def test_more_pages_than_allowed_is_412_not_a_partial_record(
+        self,
+        fhir_server: FhirServer,
+        loaded_scenarios: dict[str, Scenario],
+        app_factory: AppFactory,
+    ) -> None:
+        api = await app_factory(fhir_max_pages=2)
+        response = await call_without_prefetch(
+            api,
+            loaded_scenarios[PAGED],
+            fhir_server=fhir_server.base_url,
+            token=fhir_server.token,
+        )
+        assert_412(response, "observations", "more than 2 pages")
+
+
+class TestBearerToken:
+    async def test_token_from_fhir_authorization_is_sent_as_bearer(
+        self,
+        fhir_server: FhirServer,
+        loaded_scenarios: dict[str, Scenario],
+        app_factory: AppFactory,
+    ) -> None:
+        api = await app_factory()
+        async with RecordingProxy(port_of(fhir_server)) as proxy:
+            response = await call_without_prefetch(
+                api,
+                loaded_scenarios[PAGED],
+                fhir_server=proxy.url(),
+                token=fhir_server.token,
+            )
+        assert response.status_code == 200, response.text
+        sent = bytes(proxy.received).lower()
+        assert f"authorization: bearer {fhir_server.token}".lower().encode() in sent
+        assert sent.count(b"get /fhir/") >= 9
+
+    async def test_wrong_token_is_412_with_a_reason(
+        self,
+        fhir_server: FhirServer,
+        loaded_scenarios: dict[str, Scenario],
+        app_factory: AppFactory,
+    ) -> None:
+        api = await app_factory()
+        response = await call_without_prefetch(
+            api,
+            loaded_scenarios[PAGED],
+            fhir_server=fhir_server.base_url,
+            token="not-the-token",
+        )
+        detail = assert_412(response, "HTTP 401")
+        assert "not-the-token" not in detail
+
+    async def test_no_fhir_authorization_is_412(
+        self,
+        fhir_server: FhirServer,
+        loaded_scenarios: dict[str, Scenario],
+        app_factory: AppFactory,
+    ) -> None:
+        api = await app_factory()
+        response = await call_without_prefetch(
+            api,
+            loaded_scenarios[PAGED],
+            fhir_server=fhir_server.base_url,
+            token=None,
+        )
+        assert_412(response, "HTTP 401")
+
+
+class TestServerFailures:
+    async def test_server_stopped_is_412(
+        self, loaded_scenarios: dict[str, Scenario], app_factory: AppFactory
+    ) -> None:
+        api = await app_factory()
+        async with Silent() as stopped:
+            url = stopped.url()
+        response = await call_without_prefetch(
+            api, loaded_scenarios[PAGED], fhir_server=url, token="t"
+        )
+        assert_412(response, "could not be reached")
+
+    async def test_server_slower_than_the_deadline_is_412(
+        self,
+        fhir_server: FhirServer,
+        loaded_scenarios: dict[str, Scenario],
+        app_factory: AppFactory,
+    ) -> None:
+        api = await app_factory(fhir_deadline_seconds=0.5)
+        async with RecordingProxy(
+            port_of(fhir_server), delay_seconds=HANG_GUARD_SECONDS
+        ) as proxy:
+            response = await call_without_prefetch(
+                api,
+                loaded_scenarios[PAGED],
+                fhir_server=proxy.url(),
+                token=fhir_server.token,
+            )
+        assert response.status_code == 412, response.text
+        assert "timed out" in response.text or "no answer" in response.text
+
+    @pytest.mark.parametrize(
+        ("body", "content_type", "reason"),
+        [
+            (b"<html><body>Login</body></html>", "text/html", "not JSON"),
+            (b'{"status": "ok"}', "application/json", "not a FHIR resource"),
+            (
+                b'{"resourceType": "Bundle", "entry": 7}',
+                "application/fhir+json",
+                "another resource type",
+            ),
+        ],
+        ids=["html", "json-not-fhir", "broken-bundle"],
+    )
+    async def test_body_that_is_not_fhir_json_is_412(
+        self,
+        loaded_scenarios: dict[str, Scenario],
+        app_factory: AppFactory,
+        body: bytes,
+        content_type: str,
+        reason: str,
+    ) -> None:
+        api = await app_factory()
+        async with FixedAnswer(body, content_type=content_type) as server:
+            response = await call_without_prefetch(
+                api, loaded_scenarios[PAGED], fhir_server=server.url(), token="t"
+            )
+        assert_412(response, reason)
+
+
+class TestAllowList:
+    async def test_non_loopback_server_is_refused_in_dev_mode(
+        self, loaded_scenarios: dict[str, Scenario], app_factory: AppFactory
+    ) -> None:
+        api = await app_factory()
+        response = await call_without_prefetch(
+            api,
+            loaded_scenarios[PAGED],
+            fhir_server="http://fhir.example.org/fhir",
+            token="t",
+        )
+        assert response.status_code == 403, response.text
