@@ -6,7 +6,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint typecheck pytest install openapi bench clean
+.PHONY: run test lint typecheck pytest install openapi bench clean fhir-server-venv
 
 $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "Python 3.11 is required ($(PYTHON) not found)"; exit 1; }
@@ -27,7 +27,10 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-pytest: $(STAMP)
+fhir-server-venv:
+	PYTHON=$(PYTHON) scripts/fhir-server-venv.sh
+
+pytest: $(STAMP) fhir-server-venv
 	$(BIN)/pytest
 
 test: lint typecheck pytest
@@ -39,4 +42,4 @@ bench: $(STAMP)
 	$(BIN)/python -m bench
 
 clean:
-	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache
+	rm -rf $(VENV) .venv-fhir .mypy_cache .pytest_cache .ruff_cache

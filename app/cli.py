@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, TypeVar
 
 import typer
 from rich.console import Console
 from rich.table import Table
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.config import REPO_ROOT, AuthMode, Settings, get_settings
+from app.sandbox import sandbox_app
 
 app = typer.Typer(
     help="iliac-cds: CDS Hooks 2.0 service for iliofemoral venous obstruction workup.",
@@ -22,6 +24,7 @@ clients_app = typer.Typer(
     help="Register the EHR clients allowed to call the service.", no_args_is_help=True
 )
 app.add_typer(clients_app, name="clients")
+app.add_typer(sandbox_app, name="sandbox")
 console = Console()
 err_console = Console(stderr=True)
 
@@ -59,7 +62,9 @@ def check() -> None:
         raise _fail(str(exc)) from None
     table = Table(title="Loaded clinical catalogue")
     for column in ("file", "section", "items", "codes"):
-        table.add_column(column, justify="right" if column in ("items", "codes") else "left")
+        table.add_column(
+            column, justify="right" if column in ("items", "codes") else "left"
+        )
     for row in catalog.describe():
         table.add_row(row.path, row.section, str(row.items), str(row.codes))
     console.print(table)
@@ -137,6 +142,73 @@ def serve(
     )
 
 
+@app.command()
+def explain(
+    case: Annotated[
+        Path,
+        typer.Argument(
+            help="Scenario file or bare CDS Hooks request with prefetch",
+            exists=True,
+            dir_okay=False,
+        ),
+    ],
+    hook: Annotated[
+        str | None, typer.Option(help="patient-view, order-select or order-sign")
+    ] = None,
+    now: Annotated[
+        str | None,
+        typer.Option(
+            help="ISO 8601 with zone; default the scenario's now, else the current time"
+        ),
+    ] = None,
+) -> None:
+    """Run one case through the engine and print the per-leg workup state and the cards."""
+    from app.catalog.loader import CatalogError
+    from app.review import explain_command
+
+    try:
+        explain_command(case, hook, now)
+    except (CatalogError, ValueError) as exc:
+        raise _fail(str(exc)) from None
+
+
+@app.command("rules-doc")
+def rules_doc(
+    output: Annotated[
+        Path, typer.Option(help="Markdown catalogue to write")
+    ] = REPO_ROOT / "docs" / "rules.md",
+    html: Annotated[
+        Path | None, typer.Option(help="Also write the self-contained HTML page here")
+    ] = None,
+    check: Annotated[
+        bool, typer.Option("--check", help="Only fail when the Markdown file is stale")
+    ] = False,
+) -> None:
+    """Generate the rules catalogue (docs/rules.md, optional HTML) from cards/ and the rule registry."""
+    from app.catalog.loader import CatalogError
+    from app.review import rules_doc_command
+
+    try:
+        current = rules_doc_command(output, html, check=check)
+    except (CatalogError, ValueError) as exc:
+        raise _fail(str(exc)) from None
+    if not current:
+        raise _fail(f"{output} is stale: run `iliac-cds rules-doc`")
+
+
+T = TypeVar("T")
+
+
+def _in_session(work: Callable[[AsyncSession], Awaitable[T]]) -> T:
+    """Migrate, then run `work` in one committed session on the configured database."""
+    from app.db.migrate import upgrade_database
+    from app.db.session import run_in_session
+
+    settings = get_settings()
+    upgrade_database(settings.database_url, schema=settings.database_schema)
+    return run_in_session(settings.database_url, work, schema=settings.database_schema)
+
+
 @clients_app.command("add")
 def clients_add(
     issuer: Annotated[str, typer.Option(help="The `iss` the EHR puts in its JWTs")],
@@ -155,23 +227,28 @@ def clients_add(
     tenant: Annotated[str | None, typer.Option(help="Required `tenant` claim")] = None,
 ) -> None:
     """Register an EHR client (issuer, keys, allowed FHIR servers)."""
-    from app.services.clients import InvalidClient
+    from app.services.clients import InvalidClient, add_client
 
     if (jwks_url is None) == (jwks_file is None):
         raise _fail("give exactly one of --jwks-url or --jwks-file")
-    jwks = json.loads(jwks_file.read_text()) if jwks_file else None
     try:
-        asyncio.run(
-            _clients_call(
-                "add",
-                issuer=issuer,
-                jwks_url=jwks_url,
-                jwks=jwks,
-                fhir_servers=fhir_server or [],
-                jku_allowlist=jku or [],
-                tenant=tenant,
-            )
+        jwks = json.loads(jwks_file.read_text()) if jwks_file else None
+    except (OSError, json.JSONDecodeError) as exc:
+        raise _fail(f"cannot read the JWK Set file: {exc}") from None
+
+    async def work(session: AsyncSession) -> None:
+        await add_client(
+            session,
+            issuer=issuer,
+            jwks_url=jwks_url,
+            jwks=jwks,
+            fhir_servers=fhir_server or [],
+            jku_allowlist=jku or [],
+            tenant=tenant,
         )
+
+    try:
+        _in_session(work)
     except InvalidClient as exc:
         raise _fail(exc.message) from None
     console.print(f"registered client [bold]{issuer}[/]")
@@ -179,14 +256,23 @@ def clients_add(
 
 @clients_app.command("list")
 def clients_list(
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table")] = False,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print JSON instead of a table")
+    ] = False,
 ) -> None:
     """List registered EHR clients."""
-    clients = asyncio.run(_clients_call("list"))
+    from app.services.clients import list_clients
+
+    clients = _in_session(list_clients)
     if as_json:
         rows = [
-            {"issuer": c.issuer, "jwksUrl": c.jwks_url, "fhirServers": list(c.fhir_servers),
-             "jkuAllowlist": list(c.jku_allowlist), "tenant": c.tenant}
+            {
+                "issuer": c.issuer,
+                "jwksUrl": c.jwks_url,
+                "fhirServers": list(c.fhir_servers),
+                "jkuAllowlist": list(c.jku_allowlist),
+                "tenant": c.tenant,
+            }
             for c in clients
         ]
         typer.echo(json.dumps(rows, indent=2))
@@ -211,38 +297,19 @@ def clients_remove(
     issuer: Annotated[str, typer.Argument(help="Issuer to remove")],
 ) -> None:
     """Remove a registered EHR client."""
-    removed = asyncio.run(_clients_call("remove", issuer=issuer))
-    if not removed:
+    from app.services.clients import remove_client
+
+    async def work(session: AsyncSession) -> bool:
+        return await remove_client(session, issuer=issuer)
+
+    if not _in_session(work):
         raise _fail(f"no client with issuer {issuer!r}")
     console.print(f"removed client [bold]{issuer}[/]")
 
 
-async def _clients_call(action: str, **kwargs: object) -> object:
-    from app.db.migrate import upgrade_database
-    from app.db.session import create_engine, create_sessionmaker
-    from app.services import clients
-
-    settings = get_settings()
-    await asyncio.to_thread(
-        upgrade_database, settings.database_url, schema=settings.database_schema
-    )
-    engine = create_engine(settings.database_url, schema=settings.database_schema)
-    try:
-        async with create_sessionmaker(engine)() as session:
-            if action == "add":
-                await clients.add_client(session, **kwargs)  # type: ignore[arg-type]
-                result: object = None
-            elif action == "remove":
-                result = await clients.remove_client(
-                    session, issuer=str(kwargs["issuer"])
-                )
-            else:
-                result = await clients.list_clients(session)
-            await session.commit()
-            return result
-    finally:
-        await engine.dispose()
-
-
 def main() -> None:
     app()
+
+
+if __name__ == "__main__":
+    main()

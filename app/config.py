@@ -12,6 +12,8 @@ from urllib.parse import urlsplit
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from app.smart.settings import SmartSettings
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_HMAC_KEY = "change-me-dev-only"
 LOCAL_CODE_SYSTEM = "http://example.org/fhir/CodeSystem/iliofemoral-cds"
@@ -54,6 +56,8 @@ class Settings(BaseSettings):
     local_code_system: str = LOCAL_CODE_SYSTEM
     now: datetime | None = None
     log_level: str = "INFO"
+    # The SMART app (ILIAC_CDS_SMART_* variables, app/smart/settings.py); empty allowed_issuers: off.
+    smart: SmartSettings = Field(default_factory=SmartSettings)
 
     @field_validator("now")
     @classmethod

@@ -9,12 +9,13 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
-from app.api.responses import OrjsonResponse
 
 from app.api.cds.routes import router as cds_router
 from app.api.health import router as health_router
 from app.api.metrics import install_metrics
 from app.api.middleware import BodySizeLimitMiddleware
+from app.api.responses import OrjsonResponse
+from app.api.rules import router as rules_router
 from app.api.security_headers import SecurityHeadersMiddleware
 from app.catalog.loader import load_catalog
 from app.config import AuthMode, Settings, get_settings
@@ -22,8 +23,10 @@ from app.db.session import create_engine, create_sessionmaker
 from app.errors import install_error_handlers
 from app.fhir.client import create_http_client
 from app.logging import configure_logging
+from app.rules_catalogue import render_rules_html
 from app.security.jwks import HttpJwksFetcher
 from app.services.clients import list_clients
+from app.smart.routes import install_smart_app
 from app.state import AppState
 from app.workup.engine import check_registry
 
@@ -78,6 +81,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         sessionmaker=sessionmaker,
         http=http,
         jwks=HttpJwksFetcher(http, cache_seconds=settings.jwks_cache_seconds),
+        rules_html=render_rules_html(catalog),
     )
     # Startup objects (catalog, mappings index) live for the whole process: keep them out of GC scans.
     gc.collect()
@@ -116,4 +120,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_error_handlers(app)
     app.include_router(cds_router)
     app.include_router(health_router)
+    app.include_router(rules_router)
+    install_smart_app(app, settings.smart)
     return app

@@ -84,13 +84,16 @@ def _docs(catalog: Catalog) -> list[_RuleDoc]:
             _suggestions(catalog.card(rule_id), catalog),
             tuple(_suppress_text(e) for e in catalog.card(rule_id).suppress),
         )
-        for rule_id in catalog.settings.rules
+        # The STATE summary card is listed too: its `absolute` link lands here like every rule card's.
+        for rule_id in (*catalog.settings.rules, catalog.settings.state_card_id)
     ]
 
 
 def _implementation(rule: Rule | None) -> str:
     if rule is None:
-        return "card only: no rule is registered (the card is never returned)"
+        return (
+            "app/workup/engine.py · summary of the per-leg workup state (patient-view)"
+        )
     module = rule.evaluate.__module__.replace(".", "/")
     return f"{module}.py · {rule.evaluate.__name__}"
 

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 import httpx
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from app.catalog.loader import Catalog
+from app.catalog.index import Catalog
 from app.config import Settings
 from app.security.jwks import HttpJwksFetcher
 
@@ -21,6 +21,7 @@ class AppState:
     sessionmaker: async_sessionmaker[AsyncSession]
     http: httpx.AsyncClient
     jwks: HttpJwksFetcher
+    rules_html: str
 
     def now(self) -> datetime:
         """The service clock: ILIAC_CDS_NOW when set (demos, acceptance tests), else real UTC time."""

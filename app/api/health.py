@@ -5,9 +5,9 @@ from __future__ import annotations
 import logging
 
 from fastapi import APIRouter, Request
-from app.api.responses import OrjsonResponse
 from sqlalchemy import text
 
+from app.api.responses import OrjsonResponse
 from app.state import AppState
 
 router = APIRouter(tags=["operations"])

@@ -47,9 +47,10 @@ def create_engine(url: str, *, schema: str | None = None) -> AsyncEngine:
             pool_pre_ping=True,
             # Recycle before typical load-balancer / server idle timeouts cut the socket.
             pool_recycle=1800,
-            # Fail fast when the database host is unreachable (asyncpg waits 60 s by default).
-            pool_timeout=5,
+            # Under a burst, requests queue for a pooled connection rather than fail.
+            pool_timeout=30,
             hide_parameters=True,
+            # Fail fast when the database host is unreachable (asyncpg waits 60 s by default).
             connect_args={"timeout": 5, **connect_args},
         )
     raise ValueError(

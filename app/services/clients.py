@@ -158,7 +158,11 @@ class SqlReplayStore:
     async def remember(self, issuer: str, jti: str, expires_at: datetime) -> bool:
         async with session_scope(self._sessionmaker) as session:
             return await remember_jti(
-                session, issuer=issuer, jti=jti, expires_at=expires_at, now=self._clock()
+                session,
+                issuer=issuer,
+                jti=jti,
+                expires_at=expires_at,
+                now=self._clock(),
             )
 
 

@@ -6,6 +6,7 @@ import logging
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import cast
 
 from pydantic import ValidationError
 from sqlalchemy.exc import SQLAlchemyError
@@ -41,6 +42,7 @@ from app.security.errors import FhirServerNotAllowed
 from app.services.audit import record_invocation
 from app.state import AppState
 from app.workup.engine import LinkConfig, WorkupInput, WorkupResult, run_workup
+from app.workup.jsontypes import JsonObject
 
 logger = logging.getLogger("iliac_cds.hooks")
 
@@ -92,13 +94,12 @@ def _fetcher(state: AppState, call: HookCall) -> FhirFetcher | None:
     )
 
 
-def _draft_orders(context: PatientViewContext) -> tuple[dict[str, object], ...]:
+def _draft_orders(context: PatientViewContext) -> tuple[JsonObject, ...]:
     if not isinstance(context, OrderSignContext):
         return ()
     try:
-        return tuple(
-            resources_from_prefetch("context.draftOrders", context.draft_orders)
-        )
+        orders = resources_from_prefetch("context.draftOrders", context.draft_orders)
+        return tuple(cast(list[JsonObject], orders))
     except InvalidPrefetch as exc:
         raise BadRequest(str(exc)) from None
 
@@ -130,10 +131,15 @@ async def evaluate(
         hook=call.service.hook,
         now=state.now(),
         patient_id=context.patient_id,
-        resources=tuple(gathered.resources),
+        resources=tuple(cast(list[JsonObject], gathered.resources)),
         draft_orders=_draft_orders(context),
         selections=tuple(selections),
-        links=LinkConfig(rules_url=f"{base}/rules", smart_launch_url=None),
+        links=LinkConfig(
+            rules_url=f"{base}/rules",
+            smart_launch_url=f"{base}/smart/launch"
+            if state.settings.smart.enabled
+            else None,
+        ),
     )
     return run_workup(workup_input, state.catalog)
 
@@ -148,7 +154,7 @@ async def handle_hook(state: AppState, call: HookCall) -> dict[str, object]:
     started_at = datetime.now(UTC)
     t0 = time.perf_counter()
     status = 200
-    cards: list[dict[str, object]] = []
+    cards: list[JsonObject] = []
     sides: dict[str, str] = {}
     patient_id: str | None = None
     try:
@@ -157,7 +163,9 @@ async def handle_hook(state: AppState, call: HookCall) -> dict[str, object]:
         patient_id = context.patient_id
         result = await evaluate(state, call, context)
         cards = list(result.cards)
-        sides = dict(result.card_sides)
+        sides = {
+            uuid: side for uuid, side in result.card_sides.items() if side is not None
+        }
         CdsResponse.model_validate(
             {"cards": cards}
         )  # the engine must emit spec-valid cards
@@ -179,7 +187,7 @@ async def _audit(
     started_at: datetime,
     t0: float,
     status: int,
-    cards: list[dict[str, object]],
+    cards: list[JsonObject],
     sides: dict[str, str],
 ) -> None:
     duration_ms = (time.perf_counter() - t0) * 1000

@@ -4,18 +4,21 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from collections.abc import AsyncIterator
 
 import httpx
 import pytest
+from joserfc import jwt
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.config import AuthMode
 from app.db.migrate import upgrade_database
 from app.main import StartupError
-from app.services.clients import add_client
+from app.services.clients import add_client, remove_client
 from tests.api.requests import empty_prefetch, hook_request
 from tests.fixtures.app import BASE_URL, AppFactory
 from tests.security.helpers import (
+    claims,
     ec_key,
     hs256_token,
     public_jwks,
@@ -46,24 +49,24 @@ async def register(
     return issuer
 
 
-def token(issuer: str, *, alg: str = "ES384", **claims: object) -> str:
+def token(issuer: str, *, alg: str = "ES384", **overrides: object) -> str:
     key = ec_key() if alg.startswith("ES") else rsa_key()
-    values: dict[str, object] = {
-        "iss": issuer,
-        "aud": AUD,
-        "jti": uuid.uuid4().hex,
-        "tenant": None,
-    }
-    values.update(claims)
-    return sign(key, alg=alg, **{k: v for k, v in values.items() if v is not None})
+    values: dict[str, object] = {"iss": issuer, "aud": AUD, "jti": uuid.uuid4().hex}
+    values.update(overrides)
+    payload = claims(**values)
+    return jwt.encode({"alg": alg, "kid": key.kid}, payload, key, algorithms=[alg])
 
 
 @pytest.fixture
 async def jwt_api(
     app_factory: AppFactory, db_sessionmaker: async_sessionmaker[AsyncSession]
-) -> tuple[httpx.AsyncClient, str]:
+) -> AsyncIterator[tuple[httpx.AsyncClient, str]]:
     issuer = await register(db_sessionmaker)
-    return await app_factory(auth_mode=AuthMode.JWT), issuer
+    yield await app_factory(auth_mode=AuthMode.JWT), issuer
+    # The registry is shared by every test on this database: leave it as found.
+    async with db_sessionmaker() as session:
+        await remove_client(session, issuer=issuer)
+        await session.commit()
 
 
 async def call(

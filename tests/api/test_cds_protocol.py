@@ -228,3 +228,32 @@ class TestPrefetchSemantics:
         )
         assert response.status_code == 403
         assert contacted == []
+
+
+class TestRulesPage:
+    async def test_every_card_link_lands_on_a_rule_section(
+        self, api: httpx.AsyncClient
+    ) -> None:
+        from tests.api.requests import left_whole_leg_swelling_negative_duplex
+
+        page = await api.get("/rules")
+        assert page.status_code == 200
+        assert page.headers["content-type"].startswith("text/html")
+        assert "<script" not in page.text
+        body = (
+            await api.post(
+                PV,
+                json=hook_request(prefetch=left_whole_leg_swelling_negative_duplex()),
+            )
+        ).json()
+        links = [
+            link
+            for card in body["cards"]
+            for link in card.get("links", [])
+            if link["type"] == "absolute"
+        ]
+        assert links, "cards carry an absolute link to the rules catalogue"
+        for link in links:
+            url, _, anchor = link["url"].partition("#")
+            assert url == "http://cds.test/rules"
+            assert f'id="{anchor}"' in page.text

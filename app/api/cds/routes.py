@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 
 from fastapi import APIRouter
-from app.api.responses import OrjsonResponse
 from sqlalchemy.exc import SQLAlchemyError
 
 from app.api.cds.schemas import (
@@ -18,6 +17,7 @@ from app.api.cds.schemas import (
 )
 from app.api.cds.services import discovery_document
 from app.api.deps import FeedbackClientDep, HookClientDep, ServiceDep, StateDep
+from app.api.responses import OrjsonResponse
 from app.errors import BadRequest, ServiceUnavailable
 from app.services.feedback import FeedbackItem, FeedbackRejected, record_feedback
 from app.services.hooks import HookCall, handle_hook
