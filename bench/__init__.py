@@ -1,0 +1,1 @@
+"""Benchmark of the CDS hook path against a bare FastAPI endpoint (`python -m bench`, `make bench`)."""

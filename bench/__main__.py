@@ -1,0 +1,489 @@
+"""`python -m bench [--quick]`: drive the service and a bare endpoint with wrk, write bench/results.md."""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import orjson
+
+from bench import fhirserver, loadgen, micro, report, workloads
+from bench.procs import Server, free_port, machine_busy_seconds
+from bench.report import Check, Point, Run
+from bench.workloads import Body
+
+REPO = Path(__file__).resolve().parent.parent
+VENV_BIN = Path(sys.executable).parent
+NOW = "2026-03-01T09:00:00+00:00"  # the workloads' dates are relative to this
+
+
+@dataclass(frozen=True)
+class Config:
+    seconds: float
+    rss_requests: int
+    fhir_repeats: int
+    micro_seconds: float
+    out: Path
+    with_fhir: bool
+
+
+def log(message: str) -> None:
+    print(f"[bench {time.strftime('%H:%M:%S')}] {message}", flush=True)  # noqa: T201
+
+
+def service(workdir: Path, workers: int, db: Path) -> Server:
+    port = free_port()
+    env = {
+        **os.environ,
+        "ILIAC_CDS_AUTH_MODE": "disabled",
+        "ILIAC_CDS_DATABASE_URL": f"sqlite+aiosqlite:///{db}",
+        "ILIAC_CDS_PUBLIC_BASE_URL": f"http://127.0.0.1:{port}",
+        "ILIAC_CDS_NOW": NOW,
+    }
+    cmd = [
+        str(VENV_BIN / "iliac-cds"),
+        "serve",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--workers",
+        str(workers),
+    ]
+    return Server(
+        f"service-{workers}w", cmd, env, port, workdir / f"service-{workers}w.log"
+    )
+
+
+def bare(workdir: Path, workers: int) -> Server:
+    port = free_port()
+    cmd = [
+        sys.executable, "-m", "uvicorn", "bench.bare:app", "--host", "127.0.0.1", "--port", str(port),
+        "--workers", str(workers), "--log-level", "warning", "--no-access-log",
+    ]  # fmt: skip
+    return Server(
+        f"bare-{workers}w",
+        cmd,
+        {**os.environ, "PYTHONPATH": str(REPO)},
+        port,
+        workdir / f"bare-{workers}w.log",
+    )
+
+
+class Bench:
+    def __init__(self, cfg: Config, workdir: Path) -> None:
+        self.cfg = cfg
+        self.workdir = workdir
+        self.wrk = loadgen.ensure_wrk()
+        self.run = Run(
+            mode="quick" if cfg.seconds < 10 else "full", seconds_per_point=cfg.seconds
+        )
+        self.run.wrk_version = loadgen.wrk_version(self.wrk)
+        self.files: dict[str, Path] = {}
+        self.bodies: dict[str, Body] = {}
+        self.warm: set[tuple[str, str]] = set()
+
+    def add_body(self, body: Body) -> None:
+        raw = orjson.dumps(body.body)
+        path = self.workdir / f"{body.name}.json"
+        path.write_bytes(raw)
+        self.files[body.name] = path
+        self.bodies[body.name] = body
+        self.run.body_sizes[body.name] = (body.record.resource_count, len(raw))
+
+    def url(self, server: Server, name: str) -> str:
+        return f"{server.base_url}/cds-services/{self.bodies[name].service_id}"
+
+    def check_answers(self, server: Server) -> None:
+        """One call per workload before any load: it must be 200, and we record the cards."""
+        with httpx.Client(timeout=30, trust_env=False) as client:
+            for name, path in self.files.items():
+                response = client.post(
+                    self.url(server, name),
+                    content=path.read_bytes(),
+                    headers={"Content-Type": "application/json"},
+                )
+                if response.status_code != 200:
+                    raise RuntimeError(
+                        f"{name}: service answered {response.status_code}: {response.text[:500]}"
+                    )
+                self.run.cards[name] = [c["summary"] for c in response.json()["cards"]]
+
+    def point(
+        self, server: Server, target: str, workers: int, name: str, connections: int
+    ) -> Point:
+        url = self.url(server, name)
+        drained = server.wait_idle()
+        if drained > 2:
+            self.run.notes.append(
+                f"{server.name} was still busy for {drained:.0f} s before the {name} c{connections} point."
+            )
+        if (server.name, name) not in self.warm:
+            loadgen.run(self.wrk, url, self.files[name], connections=8, seconds=1)
+            self.warm.add((server.name, name))
+        cpu0, busy0, t0 = (
+            server.cpu_seconds(),
+            machine_busy_seconds(),
+            time.perf_counter(),
+        )
+        result = loadgen.run(
+            self.wrk,
+            url,
+            self.files[name],
+            connections=connections,
+            seconds=self.cfg.seconds,
+        )
+        cpu = server.cpu_seconds() - cpu0
+        others = machine_busy_seconds() - busy0 - cpu - result.wrk_cpu_seconds
+        p = Point(
+            workload=name,
+            target=target,
+            workers=workers,
+            connections=connections,
+            result=result,
+            server_cpu_ms=cpu * 1000 / result.requests if result.requests else math.nan,
+            rss_mb=server.rss_kb() / 1024,
+            other_cores=max(0.0, others) / (time.perf_counter() - t0),
+        )
+        self.run.points.append(p)
+        log(
+            f"{name:24} {target:7} {workers}w c{connections:<3} {result.rps:8.1f} req/s  p50 {result.p50_ms:7.2f}  "
+            f"p99 {result.p99_ms:7.2f} ms  cpu {p.server_cpu_ms:6.2f} ms/req  errors {result.errors + result.non_2xx}  others {p.other_cores:.2f} cores"
+        )
+        return p
+
+    def pair(
+        self,
+        svc: Server,
+        bare_server: Server,
+        workers: int,
+        name: str,
+        connections: int,
+    ) -> None:
+        self.point(bare_server, "bare", workers, name, connections)
+        self.point(svc, "service", workers, name, connections)
+
+    def rss_run(self, svc: Server, name: str) -> None:
+        """RSS of the 1-worker service sampled while it answers `rss_requests` requests at concurrency 32."""
+        total = self.cfg.rss_requests
+        # Warm up at the same concurrency first: 32 bodies in flight raise RSS once, which is not growth.
+        loadgen.run(
+            self.wrk,
+            self.url(svc, name),
+            self.files[name],
+            connections=32,
+            seconds=60,
+            max_requests=1000,
+        )
+        svc.wait_idle()
+        samples: list[tuple[float, float]] = []
+        stop = threading.Event()
+
+        def sample() -> None:
+            while not stop.is_set():
+                samples.append((time.perf_counter(), svc.rss_kb() / 1024))
+                stop.wait(0.5)
+
+        sampler = threading.Thread(target=sample, daemon=True)
+        t0 = time.perf_counter()
+        sampler.start()
+        result = loadgen.run(
+            self.wrk,
+            self.url(svc, name),
+            self.files[name],
+            connections=32,
+            seconds=180,
+            max_requests=total,
+        )
+        stop.set()
+        sampler.join()
+        rate = result.requests / max(1e-9, result.seconds)
+        self.run.rss_series = [
+            (round((t - t0) * rate), mb)
+            for t, mb in samples[:: max(1, len(samples) // 10)]
+        ]
+        self.run.rss_series.append((result.requests, svc.rss_kb() / 1024))
+        log(
+            f"RSS over {result.requests} requests: {samples[0][1]:.1f} -> {self.run.rss_series[-1][1]:.1f} MB"
+        )
+
+
+def audit_failures(workdir: Path) -> int:
+    return sum(
+        p.read_text(errors="replace").count("audit_write_failed")
+        for p in workdir.glob("service-*.log")
+    )
+
+
+def phase_one_worker(b: Bench, names: list[str], fhir_name: str | None) -> None:
+    svc = service(b.workdir, 1, b.workdir / "bench.db")
+    bare_server = bare(b.workdir, 1)
+    try:
+        svc.start()
+        b.run.ready["service, 1 worker, fresh database (migrations applied)"] = (
+            svc.ready_seconds
+        )
+        bare_server.start()
+        b.run.ready["bare endpoint, 1 worker"] = bare_server.ready_seconds
+        b.check_answers(svc)
+        for name in names[:2]:
+            for c in (1, 32):
+                b.pair(svc, bare_server, 1, name, c)
+        # Before the 2,000-resource points, whose peak RSS would hide any growth afterwards.
+        b.rss_run(svc, "patient-view-150k")
+        for name in names[2:]:
+            for c in (1, 32):
+                b.pair(svc, bare_server, 1, name, c)
+        b.pair(svc, bare_server, 1, "patient-view-500", 1)
+        if fhir_name is not None:
+            for c in (1, 32):
+                b.point(svc, "service", 1, fhir_name, c)
+    finally:
+        svc.stop()
+        bare_server.stop()
+
+
+def phase_two_workers(b: Bench) -> None:
+    svc = service(b.workdir, 2, b.workdir / "bench.db")
+    bare_server = bare(b.workdir, 2)
+    try:
+        svc.start(workers=2)
+        b.run.ready["service, 2 workers, database at head"] = svc.ready_seconds
+        bare_server.start(workers=2)
+        for name in ("patient-view-150k", "order-sign-stent-ivus"):
+            b.pair(svc, bare_server, 2, name, 32)
+    finally:
+        svc.stop()
+        bare_server.stop()
+
+
+def start_fhir(b: Bench) -> Server | None:
+    if not b.cfg.with_fhir:
+        b.run.fhir_note = "Skipped (--no-fhir)."
+        return None
+    script = REPO / "scripts" / "fhir-server-venv.sh"
+    if not fhirserver.available() and script.exists():
+        log("creating .venv-fhir with scripts/fhir-server-venv.sh")
+        subprocess.run(["bash", str(script)], check=False)
+    if not fhirserver.available():
+        b.run.fhir_note = "Not run: sekmet-fhir is not installed (.venv-fhir, scripts/fhir-server-venv.sh)."
+        return None
+    server = fhirserver.start(b.workdir)
+    b.run.ready["sekmet-fhir"] = server.ready_seconds
+    fhirserver.load(server.base_url + "/fhir", workloads.typical_record())
+    return server
+
+
+def run_all(cfg: Config, workdir: Path) -> Run:
+    b = Bench(cfg, workdir)
+    for body in (
+        workloads.patient_view(),
+        workloads.order_sign(),
+        workloads.large(500),
+        workloads.large(2000),
+    ):
+        b.add_body(body)
+    fhir = start_fhir(b)
+    fhir_name = None
+    try:
+        if fhir is not None:
+            fhir_body = workloads.no_prefetch(fhir.base_url + "/fhir")
+            b.add_body(fhir_body)
+            fhir_name = fhir_body.name
+            log("timing each FHIR query alone")
+            b.run.fhir = fhirserver.time_queries(
+                fhir.base_url + "/fhir", cfg.fhir_repeats
+            )
+        phase_one_worker(
+            b,
+            ["patient-view-150k", "order-sign-stent-ivus", "patient-view-2000"],
+            fhir_name,
+        )
+        phase_two_workers(b)
+    finally:
+        if fhir is not None:
+            fhir.stop()
+    failures = audit_failures(workdir)
+    if failures:
+        b.run.notes.append(
+            f"{failures} audit writes failed during the run (`audit_write_failed` in the service log)."
+        )
+    log("micro-benchmarks")
+    b.run.micro = micro.run_micro(
+        list(b.bodies.values())[:4], seconds=cfg.micro_seconds
+    )
+    b.run.checks = evaluate(b.run, fhir_name)
+    return b.run
+
+
+def _ratio(run: Run, workload: str, workers: int, c: int) -> float:
+    svc = run.find(workload, "service", workers, c)
+    bare_point = run.find(workload, "bare", workers, c)
+    if svc is None or bare_point is None or not bare_point.result.rps:
+        return math.nan
+    return svc.result.rps / bare_point.result.rps
+
+
+def evaluate(run: Run, fhir_name: str | None) -> list[Check]:
+    w1 = "patient-view-150k"
+    checks = []
+    for c in (1, 32):
+        r = _ratio(run, w1, 1, c)
+        checks.append(
+            Check(
+                f"(1) throughput >= 0.25x bare, 1 worker, c{c}", f"{r:.2f}x", r >= 0.25
+            )
+        )
+    p = run.find(w1, "service", 1, 1)
+    if p:
+        checks.append(
+            Check(
+                "(1) p99 <= 10 ms at c1",
+                f"{p.result.p99_ms:.2f} ms",
+                p.result.p99_ms <= 10,
+            )
+        )
+    one, two = run.find(w1, "service", 1, 32), run.find(w1, "service", 2, 32)
+    if one and two:
+        scale = two.result.rps / one.result.rps
+        checks.append(
+            Check(
+                "(1) 2 workers >= 1.7x 1 worker at c32", f"{scale:.2f}x", scale >= 1.7
+            )
+        )
+    big, small = (
+        run.find("patient-view-2000", "service", 1, 1),
+        run.find("patient-view-500", "service", 1, 1),
+    )
+    stalled = [q for q in (big, small) if q is not None and not q.result.requests]
+    if stalled:
+        names = ", ".join(q.workload for q in stalled)
+        checks.append(
+            Check(
+                "(3) 2,000 resources: p50 <= 50 ms, linear cost",
+                f"no request completed ({names})",
+                False,
+            )
+        )
+        big = small = None
+    if big:
+        checks.append(
+            Check(
+                "(3) 2,000 resources: p50 <= 50 ms",
+                f"{big.result.p50_ms:.1f} ms",
+                big.result.p50_ms <= 50,
+            )
+        )
+    if big and small:
+        growth = big.result.p50_ms / small.result.p50_ms
+        checks.append(
+            Check(
+                "(3) 4x the resources -> <= 4.5x the time (p50, c1)",
+                f"{growth:.2f}x (500 -> 2,000)",
+                growth <= 4.5,
+            )
+        )
+    checks.extend(_fhir_checks(run, fhir_name))
+    checks.extend(_rss_and_ready_checks(run))
+    return checks
+
+
+def _fhir_checks(run: Run, fhir_name: str | None) -> list[Check]:
+    hook = run.find(fhir_name, "service", 1, 1) if fhir_name else None
+    if hook is not None and not hook.result.requests:
+        return [
+            Check(
+                "(4) latency <= 1.3x the slowest single FHIR query",
+                "no request completed",
+                False,
+            )
+        ]
+    if hook is None or not run.fhir:
+        return [
+            Check("(4) latency <= 1.3x the slowest single FHIR query", "not run", None)
+        ]
+    slowest = max(run.fhir, key=lambda q: q.p50_ms)
+    ratio = hook.result.p50_ms / slowest.p50_ms
+    return [
+        Check(
+            "(4) latency <= 1.3x the slowest single FHIR query (p50, c1)",
+            f"{hook.result.p50_ms:.1f} ms vs {slowest.key} {slowest.p50_ms:.1f} ms = {ratio:.2f}x",
+            ratio <= 1.3,
+        )
+    ]
+
+
+def _rss_and_ready_checks(run: Run) -> list[Check]:
+    checks = []
+    if len(run.rss_series) >= 2:
+        first, last = run.rss_series[0][1], run.rss_series[-1][1]
+        growth = (last - first) / first
+        checks.append(
+            Check(
+                f"RSS flat (< 10 % growth) over {run.rss_series[-1][0]:,} requests",
+                f"{first:.1f} -> {last:.1f} MB ({growth:+.1%})",
+                growth < 0.10,
+            )
+        )
+    for name, seconds in run.ready.items():
+        if name.startswith("service"):
+            checks.append(
+                Check(
+                    f"service ready <= 2 s ({name})", f"{seconds:.2f} s", seconds <= 2.0
+                )
+            )
+    return checks
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser.add_argument(
+        "--quick", action="store_true", help="3 s per point, 2,000 requests for RSS"
+    )
+    parser.add_argument(
+        "--seconds", type=float, help="seconds per measured point (default 10, quick 3)"
+    )
+    parser.add_argument("--out", type=Path, default=REPO / "bench" / "results.md")
+    parser.add_argument(
+        "--no-fhir", action="store_true", help="skip workload 4 (the FHIR server)"
+    )
+    parser.add_argument(
+        "--keep",
+        action="store_true",
+        help="keep the temporary directory (logs, bodies)",
+    )
+    args = parser.parse_args(argv)
+    cfg = Config(
+        seconds=args.seconds or (3.0 if args.quick else 10.0),
+        rss_requests=2_000 if args.quick else 10_000,
+        fhir_repeats=20 if args.quick else 100,
+        micro_seconds=0.3 if args.quick else 1.0,
+        out=args.out,
+        with_fhir=not args.no_fhir,
+    )
+    workdir = Path(tempfile.mkdtemp(prefix="iliac-bench-"))
+    log(f"working directory {workdir}")
+    try:
+        run = run_all(cfg, workdir)
+    finally:
+        if not args.keep:
+            shutil.rmtree(workdir, ignore_errors=True)
+    cfg.out.write_text(report.render(run))
+    log(f"wrote {cfg.out}")
+    for c in run.checks:
+        verdict = "n/a " if c.ok is None else ("PASS" if c.ok else "FAIL")
+        log(f"{verdict}  {c.target}: {c.measured}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,102 @@
+"""wrk (Debian package) driven through post.lua; results parsed from the script's JSON line."""
+
+from __future__ import annotations
+
+import json
+import resource
+import shutil
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+LUA = Path(__file__).with_name("post.lua")
+
+
+@dataclass(frozen=True)
+class WrkResult:
+    requests: int
+    seconds: float
+    p50_ms: float
+    p90_ms: float
+    p99_ms: float
+    max_ms: float
+    errors: int
+    non_2xx: int
+    wrk_cpu_seconds: float
+
+    @property
+    def rps(self) -> float:
+        return self.requests / self.seconds if self.seconds else 0.0
+
+
+def ensure_wrk() -> str:
+    """Path of wrk; installs the Debian package when missing (needs root and apt)."""
+    found = shutil.which("wrk")
+    if found:
+        return found
+    print("wrk not found: apt-get install -y wrk", flush=True)  # noqa: T201
+    subprocess.run(["apt-get", "update", "-qq"], check=True)
+    subprocess.run(["apt-get", "install", "-y", "-qq", "wrk"], check=True)
+    found = shutil.which("wrk")
+    if not found:
+        raise RuntimeError("wrk is not installed and could not be installed")
+    return found
+
+
+def wrk_version(wrk: str) -> str:
+    out = subprocess.run(
+        [wrk, "--version"], capture_output=True, text=True, check=False
+    )
+    return (out.stdout or out.stderr).splitlines()[0].split(" Copyright")[0].strip()
+
+
+def run(
+    wrk: str,
+    url: str,
+    body_file: Path,
+    *,
+    connections: int,
+    seconds: float,
+    max_requests: int = 0,
+    timeout_seconds: float = 10.0,
+) -> WrkResult:
+    """One wrk run on one thread. `max_requests` > 0 stops after that many responses (or `seconds`)."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cmd = [
+        wrk,
+        "-t1",
+        f"-c{connections}",
+        f"-d{max(1, round(seconds))}s",
+        f"--timeout={timeout_seconds:g}s",
+        "--latency",
+        "-s",
+        str(LUA),
+        url,
+        "--",
+        str(body_file),
+        str(max_requests),
+    ]
+    out = subprocess.run(
+        cmd, capture_output=True, text=True, check=True, timeout=seconds + 60
+    )
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    line = next(
+        (ln for ln in out.stdout.splitlines() if ln.startswith("WRK_JSON ")), None
+    )
+    if line is None:
+        raise RuntimeError(f"wrk printed no result:\n{out.stdout}\n{out.stderr}")
+    data = json.loads(line.removeprefix("WRK_JSON "))
+    lat = data["latency_us"]
+    err = data["errors"]
+    return WrkResult(
+        requests=int(data["requests"]),
+        seconds=data["duration_us"] / 1e6,
+        p50_ms=lat["p50"] / 1000,
+        p90_ms=lat["p90"] / 1000,
+        p99_ms=lat["p99"] / 1000,
+        max_ms=lat["max"] / 1000,
+        errors=int(err["connect"] + err["read"] + err["write"] + err["timeout"]),
+        non_2xx=int(err["status"]),
+        wrk_cpu_seconds=(after.ru_utime + after.ru_stime)
+        - (before.ru_utime + before.ru_stime),
+    )

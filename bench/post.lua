@@ -1,0 +1,33 @@
+-- wrk script: POST the JSON file named by the first argument; optional second argument stops each
+-- thread after that many responses. Prints one line "WRK_JSON {...}" with the results (latencies in us).
+local limit = 0
+local seen = 0
+
+function init(args)
+  local f = assert(io.open(args[1], "rb"))
+  wrk.body = f:read("*a")
+  f:close()
+  wrk.method = "POST"
+  wrk.headers["Content-Type"] = "application/json"
+  limit = tonumber(args[2] or "0") or 0
+  if limit > 0 then
+    response = function(status, headers, body)
+      seen = seen + 1
+      if seen >= limit then
+        wrk.thread:stop()
+      end
+    end
+  end
+end
+
+function done(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format(
+    'WRK_JSON {"requests":%d,"duration_us":%d,"bytes":%d,' ..
+    '"errors":{"connect":%d,"read":%d,"write":%d,"status":%d,"timeout":%d},' ..
+    '"latency_us":{"min":%d,"mean":%.1f,"max":%d,"p50":%d,"p90":%d,"p99":%d}}\n',
+    summary.requests, summary.duration, summary.bytes,
+    e.connect, e.read, e.write, e.status, e.timeout,
+    latency.min, latency.mean, latency.max,
+    latency:percentile(50), latency:percentile(90), latency:percentile(99)))
+end
