@@ -18,7 +18,7 @@ from app.api.responses import OrjsonResponse
 from app.api.rules import router as rules_router
 from app.api.security_headers import SecurityHeadersMiddleware
 from app.catalog.loader import load_catalog
-from app.config import AuthMode, Settings, get_settings
+from app.config import DEFAULT_HMAC_KEY, AuthMode, Settings, get_settings
 from app.db.session import create_engine, create_sessionmaker
 from app.errors import install_error_handlers
 from app.fhir.client import create_http_client
@@ -38,6 +38,14 @@ class StartupError(RuntimeError):
 
 
 def check_startup_settings(settings: Settings) -> None:
+    if settings.auth_mode is AuthMode.JWT and (
+        settings.hmac_key.get_secret_value() == DEFAULT_HMAC_KEY
+        or len(settings.hmac_key.get_secret_value()) < 16
+    ):
+        # With a known key the audit's patient HMACs can be reversed by trying candidate patient ids.
+        raise StartupError(
+            "set ILIAC_CDS_HMAC_KEY to a secret of at least 16 characters (it keys the patient HMACs)"
+        )
     if settings.auth_mode is AuthMode.DISABLED:
         if not settings.is_loopback_bind:
             raise StartupError(

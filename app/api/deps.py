@@ -43,44 +43,35 @@ ServiceDep = Annotated[ServiceDef, Depends(get_service)]
 
 
 async def authenticate_request(
-    request: Request,
-    state: AppState,
-    *,
-    audiences: tuple[str, ...],
+    request: Request, state: AppState, *, audience: str
 ) -> RegisteredClient | None:
-    """Verifies the EHR's JWT; None in loopback-only development mode. Any failure is a bare 401."""
+    """Verifies the EHR's JWT for the endpoint invoked; None in loopback-only development mode.
+
+    Any failure is a bare 401 (the reason code is logged); a down client registry or jti store is a 503.
+    """
     if state.settings.auth_mode is AuthMode.DISABLED:
         return None
-    header = request.headers.get("authorization")
-    last: AuthError | None = None
-    for audience in audiences:
-        try:
-            result = await authenticate(
-                authorization=header,
-                endpoint_url=audience,
-                clients=SqlClientLookup(state.sessionmaker),
-                replay=SqlReplayStore(state.sessionmaker, clock=state.now),
-                jwks=state.jwks,
-                settings=state.settings,
-                now=state.now(),
-            )
-            return result.client
-        except AuthError as exc:
-            last = exc
-            if exc.reason != "aud_mismatch":
-                break
-        except (SQLAlchemyError, OSError) as exc:
-            # Fail closed: without the client registry and the jti store, replays cannot be refused.
-            logger.error(
-                "auth_store_unavailable", extra={"exc_type": type(exc).__name__}
-            )
-            raise ServiceUnavailable(
-                "authentication store unavailable; nothing was processed, retry later",
-                headers={"Retry-After": "5"},
-            ) from None
-    reason = last.reason if last else "unknown"
-    logger.info("auth_rejected", extra={"reason": reason})
-    raise Unauthorized("unauthorized")
+    try:
+        result = await authenticate(
+            authorization=request.headers.get("authorization"),
+            endpoint_url=audience,
+            clients=SqlClientLookup(state.sessionmaker),
+            replay=SqlReplayStore(state.sessionmaker, clock=state.now),
+            jwks=state.jwks,
+            settings=state.settings,
+            now=state.now(),
+        )
+    except AuthError as exc:
+        logger.info("auth_rejected", extra={"reason": exc.reason})
+        raise Unauthorized("unauthorized") from None
+    except (SQLAlchemyError, OSError) as exc:
+        # Fail closed: without the client registry and the jti store, replays cannot be refused.
+        logger.error("auth_store_unavailable", extra={"exc_type": type(exc).__name__})
+        raise ServiceUnavailable(
+            "authentication store unavailable; nothing was processed, retry later",
+            headers={"Retry-After": "5"},
+        ) from None
+    return result.client
 
 
 def endpoint_url(state: AppState, path: str) -> str:
@@ -94,7 +85,7 @@ async def hook_client(
     _creds: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
 ) -> RegisteredClient | None:
     return await authenticate_request(
-        request, state, audiences=(endpoint_url(state, f"/cds-services/{service.id}"),)
+        request, state, audience=endpoint_url(state, f"/cds-services/{service.id}")
     )
 
 
@@ -104,12 +95,11 @@ async def feedback_client(
     service: ServiceDep,
     _creds: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
 ) -> RegisteredClient | None:
-    # Some EHRs sign feedback calls with the service URL as audience, others with the feedback URL.
-    base = f"/cds-services/{service.id}"
+    # aud is the endpoint invoked (CDS Hooks 2.0): a token minted for the service URL is not valid here.
     return await authenticate_request(
         request,
         state,
-        audiences=(endpoint_url(state, f"{base}/feedback"), endpoint_url(state, base)),
+        audience=endpoint_url(state, f"/cds-services/{service.id}/feedback"),
     )
 
 

@@ -1,4 +1,4 @@
-"""ASGI middleware: reject request bodies over the configured size with 413 before they are read whole."""
+"""ASGI middleware: reject request bodies over the configured size with 413 before the app sees them."""
 
 from __future__ import annotations
 
@@ -9,7 +9,11 @@ from app.errors import error_body
 
 
 class BodySizeLimitMiddleware:
-    """Answers 413 when Content-Length or the streamed body exceeds max_bytes."""
+    """Answers 413 when Content-Length or the received body exceeds max_bytes.
+
+    The body is read here, up to the cap, and replayed to the app: a chunked body over the cap must be a 413 too,
+    and an exception raised from inside the app's own body reader would be turned into a 400 by the framework.
+    """
 
     def __init__(self, app: ASGIApp, *, max_bytes: int) -> None:
         self.app = app
@@ -23,32 +27,31 @@ class BodySizeLimitMiddleware:
         if declared is not None and declared > self.max_bytes:
             await self._reject(send)
             return
-        received = 0
-        response_started = False
-
-        async def limited_receive() -> Message:
-            nonlocal received
+        body = bytearray()
+        while True:
             message = await receive()
-            if message["type"] == "http.request":
-                received += len(message.get("body", b""))
-                if received > self.max_bytes:
-                    raise _TooLarge
-            return message
-
-        async def tracking_send(message: Message) -> None:
-            nonlocal response_started
-            if message["type"] == "http.response.start":
-                response_started = True
-            await send(message)
-
-        try:
-            await self.app(scope, limited_receive, tracking_send)
-        except _TooLarge:
-            if not response_started:
+            if message["type"] != "http.request":
+                # The client went away before sending its body: nothing to answer.
+                return
+            body += message.get("body", b"")
+            if len(body) > self.max_bytes:
                 await self._reject(send)
+                return
+            if not message.get("more_body", False):
+                break
+        replayed = False
+
+        async def replay() -> Message:
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": bytes(body), "more_body": False}
+            return await receive()
+
+        await self.app(scope, replay, send)
 
     async def _reject(self, send: Send) -> None:
-        body = orjson.dumps(
+        payload = orjson.dumps(
             error_body(
                 "payload_too_large", f"request body exceeds {self.max_bytes} bytes"
             )
@@ -59,16 +62,12 @@ class BodySizeLimitMiddleware:
                 "status": 413,
                 "headers": [
                     (b"content-type", b"application/json"),
-                    (b"content-length", str(len(body)).encode()),
+                    (b"content-length", str(len(payload)).encode()),
                     (b"connection", b"close"),
                 ],
             }
         )
-        await send({"type": "http.response.body", "body": body})
-
-
-class _TooLarge(Exception):
-    pass
+        await send({"type": "http.response.body", "body": payload})
 
 
 def _content_length(scope: Scope) -> int | None:

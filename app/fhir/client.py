@@ -204,17 +204,24 @@ class FhirFetcher:
         for link in links:
             if isinstance(link, dict) and link.get("relation") == "next":
                 target = link.get("url")
-                if not isinstance(target, str) or not target:
-                    return None
-                url = httpx.URL(f"{self._base}/").join(target)
-                if self._within_base(url):
+                try:
+                    if not isinstance(target, str) or not target:
+                        raise ValueError("no url")
+                    url = httpx.URL(f"{self._base}/").join(target)
+                except (ValueError, httpx.InvalidURL):
+                    url = None
+                if url is not None and self._within_base(url):
                     return url
-                # Following it would hand our bearer token to whoever the link names.
+                # Never followed (it would hand our bearer token to whoever the link names), and never
+                # treated as the end of the results: the record would be silently partial.
                 logger.warning(
-                    "fhir paging stopped: next link outside fhirServer resource_type=%s",
+                    "fhir paging refused: next link invalid or outside fhirServer resource_type=%s",
                     resource_type,
                 )
-                return None
+                raise FhirInvalidResponse(
+                    "the FHIR server's next-page link is invalid or points outside fhirServer",
+                    resource_type=resource_type,
+                )
         return None
 
     def _within_base(self, url: httpx.URL) -> bool:

@@ -108,7 +108,11 @@ def _parse_allowed(entries: Sequence[str]) -> list[_Target]:
 def _parse(url: str) -> _Target:
     if not url or any(ch.isspace() or ord(ch) < 0x20 or ch in "\x7f\\" for ch in url):
         raise FhirServerNotAllowed("fhirServer is not a valid URL")
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+        hostname = parts.hostname
+    except ValueError:
+        raise FhirServerNotAllowed("fhirServer is not a valid URL") from None
     scheme = parts.scheme.lower()
     if scheme not in _DEFAULT_PORTS:
         raise FhirServerNotAllowed("fhirServer must use http or https")
@@ -122,7 +126,7 @@ def _parse(url: str) -> _Target:
         raise FhirServerNotAllowed("fhirServer is not a valid URL") from None
     if port == 0:
         raise FhirServerNotAllowed("fhirServer is not a valid URL")
-    host = _check_host(parts.hostname or "")
+    host = _check_host(hostname or "")
     return _Target(scheme=scheme, host=host, port=port, path=_check_path(parts.path))
 
 

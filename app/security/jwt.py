@@ -23,6 +23,8 @@ from app.security.replay import ReplayStore
 
 _MAX_TOKEN_CHARS = 16 * 1024
 _MAX_ID_CHARS = 256
+# The replay store's column holds 255 characters; a longer jti is malformed, not a server error.
+_MAX_JTI_CHARS = 255
 # Year 9999: larger NumericDates cannot become datetimes and are never legitimate.
 _MAX_NUMERIC_DATE = 253402300799
 # The signature may be empty so that `alg: none` tokens reach the algorithm check and are
@@ -199,7 +201,7 @@ def _check_claims(
     jti = claims["jti"]
     if not isinstance(jti, str) or not jti:
         raise AuthError("missing_claim")
-    if len(jti) > _MAX_ID_CHARS:
+    if len(jti) > _MAX_JTI_CHARS:
         raise AuthError("malformed_token")
     exp, accept_until = _check_times(claims, settings=settings, now=now)
     _check_audience(claims["aud"], endpoint_url)

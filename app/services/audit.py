@@ -69,7 +69,10 @@ def _host(url: str | None) -> str | None:
     # The host is enough to tell servers apart; paths can carry tenant or patient identifiers.
     if url is None:
         return None
-    return urlsplit(url).hostname
+    try:
+        return urlsplit(url).hostname
+    except ValueError:  # a malformed fhirServer was refused with 403; its audit row must still be written
+        return None
 
 
 def _issued_card(

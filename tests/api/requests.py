@@ -39,16 +39,23 @@ def hook_request(
 ) -> dict[str, Any]:
     context: dict[str, Any] = {"userId": "Practitioner/prac-1", "patientId": patient_id}
     if hook in ("order-select", "order-sign"):
-        orders = draft_orders or []
+        orders = draft_orders or [
+            {
+                "resourceType": "ServiceRequest",
+                "id": "sr-unrelated",
+                "status": "draft",
+                "intent": "order",
+                "subject": {"reference": f"Patient/{patient_id}"},
+                "code": {"text": "physiotherapy referral"},
+            }
+        ]
         context["draftOrders"] = {
             "resourceType": "Bundle",
             "type": "collection",
             "entry": [{"resource": r} for r in orders],
         }
         if hook == "order-select":
-            context["selections"] = [
-                f"{r['resourceType']}/{r['id']}" for r in orders
-            ] or ["ServiceRequest/none"]
+            context["selections"] = [f"{r['resourceType']}/{r['id']}" for r in orders]
     body: dict[str, Any] = {
         "hook": hook,
         "hookInstance": str(uuid.uuid4()),

@@ -169,3 +169,45 @@ class TestStartup:
     ) -> None:
         with pytest.raises(StartupError, match="loopback"):
             await app_factory(auth_mode=AuthMode.DISABLED, bind_host="0.0.0.0")
+
+
+class TestReviewedTokens:
+    async def test_a_jti_too_long_for_the_replay_store_is_401(
+        self, jwt_api: tuple[httpx.AsyncClient, str]
+    ) -> None:
+        api, issuer = jwt_api
+        assert (await call(api, token(issuer, jti="j" * 256))).status_code == 401
+
+    async def test_feedback_refuses_a_token_minted_for_the_service_url(
+        self, jwt_api: tuple[httpx.AsyncClient, str]
+    ) -> None:
+        api, issuer = jwt_api
+        body = {
+            "feedback": [
+                {
+                    "card": str(uuid.uuid4()),
+                    "outcome": "accepted",
+                    "outcomeTimestamp": "2026-03-02T10:05:00Z",
+                }
+            ]
+        }
+        wrong_aud = token(issuer)  # aud = the service URL, not .../feedback
+        response = await api.post(
+            f"{PATH}/feedback",
+            json=body,
+            headers={"authorization": f"Bearer {wrong_aud}"},
+        )
+        assert response.status_code == 401
+        right_aud = token(issuer, aud=f"{AUD}/feedback")
+        response = await api.post(
+            f"{PATH}/feedback",
+            json=body,
+            headers={"authorization": f"Bearer {right_aud}"},
+        )
+        assert response.status_code == 400  # authenticated; the card was never issued
+
+    async def test_jwt_mode_refuses_the_default_hmac_key(
+        self, app_factory: AppFactory
+    ) -> None:
+        with pytest.raises(StartupError, match="ILIAC_CDS_HMAC_KEY"):
+            await app_factory(auth_mode=AuthMode.JWT, hmac_key="change-me-dev-only")

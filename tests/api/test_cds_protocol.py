@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import AsyncIterator
 
 import httpx
 import pytest
@@ -257,3 +258,97 @@ class TestRulesPage:
             url, _, anchor = link["url"].partition("#")
             assert url == "http://cds.test/rules"
             assert f'id="{anchor}"' in page.text
+
+
+class TestReviewedInputs:
+    """Inputs found by review that once gave a 500, a wrong status, or silently checked nothing."""
+
+    async def test_hook_instance_must_be_a_uuid(self, api: httpx.AsyncClient) -> None:
+        response = await api.post(PV, json=hook_request(hookInstance="h" * 300))
+        assert response.status_code == 422
+        assert [p["field"] for p in response.json()["problems"]] == ["hookInstance"]
+
+    async def test_fhir_authorization_without_server_names_the_field(
+        self, api: httpx.AsyncClient
+    ) -> None:
+        auth = {
+            "access_token": "t",
+            "token_type": "Bearer",
+            "expires_in": 300,
+            "scope": "s",
+            "subject": "c",
+        }
+        response = await api.post(PV, json=hook_request(fhirAuthorization=auth))
+        assert response.status_code == 422
+        assert [p["field"] for p in response.json()["problems"]] == [
+            "fhirAuthorization"
+        ]
+
+    async def test_draft_order_entry_without_resource_is_422(
+        self, api: httpx.AsyncClient
+    ) -> None:
+        body = hook_request("order-sign")
+        body["context"]["draftOrders"]["entry"].append({"fullUrl": "urn:uuid:x"})
+        response = await api.post("/cds-services/iliac-workup-order-sign", json=body)
+        assert response.status_code == 422
+        assert "entry[1] has no FHIR resource" in response.json()["detail"]
+        assert response.json()["problems"][0]["field"] == "context.draftOrders"
+
+    async def test_selection_naming_no_draft_order_is_422(
+        self, api: httpx.AsyncClient
+    ) -> None:
+        body = hook_request("order-select")
+        body["context"]["selections"] = ["ServiceRequest/nope"]
+        response = await api.post("/cds-services/iliac-workup-order-select", json=body)
+        assert response.status_code == 422
+        assert "ServiceRequest/nope" in response.json()["detail"]
+
+    @pytest.mark.parametrize(
+        "server", ["http://[::1", "http://a]/", "file:///etc/passwd"]
+    )
+    async def test_malformed_fhir_server_is_403(
+        self, api: httpx.AsyncClient, server: str
+    ) -> None:
+        response = await api.post(PV, json=hook_request(fhirServer=server))
+        assert response.status_code == 403
+
+    async def test_chunked_body_over_the_cap_is_413(
+        self, api: httpx.AsyncClient
+    ) -> None:
+        async def chunks() -> AsyncIterator[bytes]:
+            for _ in range(7):
+                yield b" " * (1024 * 1024)
+
+        response = await api.post(
+            PV, content=chunks(), headers={"content-type": "application/json"}
+        )
+        assert response.status_code == 413
+
+    async def test_next_link_outside_the_server_is_412_not_a_partial_record(
+        self, app_factory: AppFactory
+    ) -> None:
+        def handler(_: httpx.Request) -> httpx.Response:
+            page = bundle(
+                {
+                    "resourceType": "Observation",
+                    "id": "o1",
+                    "status": "final",
+                    "code": {"text": "x"},
+                }
+            )
+            page["link"] = [
+                {
+                    "relation": "next",
+                    "url": "http://127.0.0.1:9999/elsewhere/Observation?page=2",
+                }
+            ]
+            return httpx.Response(200, json=page)
+
+        api = await app_factory(fhir_transport=httpx.MockTransport(handler))
+        prefetch = empty_prefetch()
+        del prefetch["observations"]
+        response = await api.post(
+            PV,
+            json=hook_request(prefetch=prefetch, fhirServer="http://127.0.0.1:9/fhir"),
+        )
+        assert response.status_code == 412

@@ -163,6 +163,17 @@ class TestFeedback:
                 "outcomeTimestamp": "2026-03-02T10:05:00Z",
             },
             {"card": "x", "outcome": "accepted", "outcomeTimestamp": "yesterday"},
+            {
+                "card": "x",
+                "outcome": "accepted",
+                "outcomeTimestamp": "0001-01-01T00:00:00+14:00",
+            },
+            {
+                "card": "x",
+                "outcome": "accepted",
+                "overrideReason": {"userComment": "an accepted card has no override"},
+                "outcomeTimestamp": "2026-03-02T10:05:00Z",
+            },
         ],
     )
     async def test_malformed_items_are_422(

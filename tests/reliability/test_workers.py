@@ -79,6 +79,7 @@ def service(postgres_target: DatabaseTarget) -> Iterator[str]:
         "ILIAC_CDS_DATABASE_URL": postgres_target.url,
         "ILIAC_CDS_DATABASE_SCHEMA": postgres_target.schema or "",
         "ILIAC_CDS_AUTH_MODE": "jwt",
+        "ILIAC_CDS_HMAC_KEY": "workers-test-hmac-key-0123456789",
         "ILIAC_CDS_PUBLIC_BASE_URL": base,
         "ILIAC_CDS_NOW": NOW.isoformat(),
         "ILIAC_CDS_LOG_LEVEL": "WARNING",

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import uuid
+from datetime import datetime
 from typing import Annotated, Literal
 
 from pydantic import (
+    AfterValidator,
     AwareDatetime,
     BaseModel,
     ConfigDict,
     Field,
     StringConstraints,
+    ValidationInfo,
+    field_validator,
     model_validator,
 )
 from pydantic.alias_generators import to_camel
@@ -17,6 +22,21 @@ from pydantic.alias_generators import to_camel
 JsonObject = dict[str, object]
 NonEmpty = Annotated[str, StringConstraints(min_length=1, max_length=512)]
 HOOKS = ("patient-view", "order-select", "order-sign")
+
+
+def _uuid_text(value: str) -> str:
+    """hookInstance is a UUID (CDS Hooks 2.0); the audit stores it as text."""
+    try:
+        uuid.UUID(value)
+    except ValueError:
+        raise ValueError("must be a UUID") from None
+    return value
+
+
+def _plausible_year(value: datetime) -> datetime:
+    if not 1900 <= value.year <= 2200:
+        raise ValueError("year must be between 1900 and 2200")
+    return value
 
 
 class CdsModel(BaseModel):
@@ -46,7 +66,7 @@ class CdsRequest(CdsModel):
     model_config = ConfigDict(hide_input_in_errors=True)
 
     hook: NonEmpty
-    hook_instance: NonEmpty
+    hook_instance: Annotated[str, AfterValidator(_uuid_text)]
     fhir_server: (
         Annotated[str, StringConstraints(min_length=1, max_length=2048)] | None
     ) = None
@@ -54,11 +74,14 @@ class CdsRequest(CdsModel):
     context: JsonObject
     prefetch: dict[str, JsonObject | None] | None = None
 
-    @model_validator(mode="after")
-    def _authorization_needs_server(self) -> CdsRequest:
-        if self.fhir_authorization is not None and self.fhir_server is None:
+    @field_validator("fhir_authorization")
+    @classmethod
+    def _authorization_needs_server(
+        cls, value: FhirAuthorization | None, info: ValidationInfo
+    ) -> FhirAuthorization | None:
+        if value is not None and info.data.get("fhir_server") is None:
             raise ValueError("fhirAuthorization requires fhirServer")
-        return self
+        return value
 
 
 class PatientViewContext(CdsModel):
@@ -76,17 +99,44 @@ class OrderSignContext(PatientViewContext):
 
     draft_orders: JsonObject
 
-    @model_validator(mode="after")
-    def _draft_orders_is_bundle(self) -> OrderSignContext:
-        if self.draft_orders.get("resourceType") != "Bundle":
-            raise ValueError("context.draftOrders must be a FHIR Bundle")
-        return self
+    @field_validator("draft_orders")
+    @classmethod
+    def _draft_orders_is_bundle(cls, value: JsonObject) -> JsonObject:
+        if value.get("resourceType") != "Bundle":
+            raise ValueError("must be a FHIR Bundle")
+        entries = value.get("entry", [])
+        if not isinstance(entries, list):
+            raise ValueError("entry must be a list")
+        for i, entry in enumerate(entries):
+            # An entry without a resource would be silently left unchecked.
+            resource = entry.get("resource") if isinstance(entry, dict) else None
+            if not isinstance(resource, dict) or not isinstance(
+                resource.get("resourceType"), str
+            ):
+                raise ValueError(f"entry[{i}] has no FHIR resource")
+        return value
 
 
 class OrderSelectContext(OrderSignContext):
     """https://cds-hooks.org/hooks/order-select/"""
 
     selections: list[NonEmpty] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _selections_name_draft_orders(self) -> OrderSelectContext:
+        # A selection that names no draft order would make the check silently look at nothing.
+        entries = self.draft_orders.get("entry")
+        drafts = {
+            f"{r.get('resourceType')}/{r.get('id')}"
+            for e in (entries if isinstance(entries, list) else [])
+            if isinstance(e, dict) and isinstance(r := e.get("resource"), dict)
+        }
+        unknown = [s for s in self.selections if s not in drafts]
+        if unknown:
+            raise ValueError(
+                f"selections {unknown[:5]} name no resource in draftOrders"
+            )
+        return self
 
 
 class Coding(CdsModel):
@@ -213,7 +263,16 @@ class Feedback(CdsModel):
     outcome: Literal["accepted", "overridden"]
     accepted_suggestions: list[AcceptedSuggestion] | None = None
     override_reason: OverrideReason | None = None
-    outcome_timestamp: AwareDatetime
+    outcome_timestamp: Annotated[AwareDatetime, AfterValidator(_plausible_year)]
+
+    @field_validator("override_reason")
+    @classmethod
+    def _reason_only_when_overridden(
+        cls, value: OverrideReason | None, info: ValidationInfo
+    ) -> OverrideReason | None:
+        if value is not None and info.data.get("outcome") == "accepted":
+            raise ValueError("an accepted outcome cannot carry an overrideReason")
+        return value
 
 
 class FeedbackRequest(CdsModel):
