@@ -212,6 +212,14 @@ class FhirFetcher:
                     url = None
                 if url is not None and self._within_base(url):
                     return url
+                if url is not None and not url.userinfo and self._under_base_path(url):
+                    # Servers behind a proxy announce their own origin in next links; the page is asked of
+                    # fhirServer itself, so the token never leaves it.
+                    return url.copy_with(
+                        scheme=self._base.scheme,
+                        host=self._base.host,
+                        port=self._base.port,
+                    )
                 # Never followed (it would hand our bearer token to whoever the link names), and never
                 # treated as the end of the results: the record would be silently partial.
                 logger.warning(
@@ -231,11 +239,11 @@ class FhirFetcher:
             and url.host == self._base.host
             and url.port == self._base.port
             and not url.userinfo
-            and (
-                url.path == self._base_path
-                or url.path.startswith(f"{self._base_path}/")
-            )
+            and self._under_base_path(url)
         )
+
+    def _under_base_path(self, url: httpx.URL) -> bool:
+        return url.path == self._base_path or url.path.startswith(f"{self._base_path}/")
 
 
 def _resource_type_of(query: str) -> str:

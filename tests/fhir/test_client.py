@@ -164,14 +164,10 @@ class TestSearch:
     @pytest.mark.parametrize(
         "next_url",
         [
-            "https://evil.example.test/fhir/Observation?_page=2",
-            "https://ehr.example.test.evil.test/fhir/Observation?_page=2",
             "https://ehr.example.test/fhirish/Observation?_page=2",
-            "http://ehr.example.test/fhir/Observation?_page=2",
-            "https://ehr.example.test:8443/fhir/Observation?_page=2",
             "https://someone@ehr.example.test/fhir/Observation?_page=2",
             "https://ehr.example.test/fhir/../admin/Observation?_page=2",
-            "//evil.example.test/fhir/Observation?_page=2",
+            "https://evil.example.test/admin/Observation?_page=2",
             "http://[::1",
         ],
     )
@@ -193,6 +189,41 @@ class TestSearch:
         # The token never travels to the link, and a partial record is never used as the whole one.
         assert [str(r.url) for r in requests] == [f"{BASE_URL}/{OBSERVATION_QUERY}"]
         assert_reason_is_safe(caught.value)
+
+    @pytest.mark.parametrize(
+        "next_url",
+        [
+            "https://evil.example.test/fhir/Observation?_page=2",
+            "https://ehr.example.test.evil.test/fhir/Observation?_page=2",
+            "http://ehr.example.test/fhir/Observation?_page=2",
+            "https://ehr.example.test:8443/fhir/Observation?_page=2",
+            "//evil.example.test/fhir/Observation?_page=2",
+        ],
+    )
+    async def test_next_link_on_another_origin_is_asked_of_fhir_server_itself(
+        self, next_url: str
+    ) -> None:
+        requests: list[httpx.Request] = []
+
+        def handler(request: httpx.Request) -> httpx.Response:
+            requests.append(request)
+            if len(requests) == 1:
+                page = make_bundle(
+                    [make_resource("Observation", "o1")], next_url=next_url
+                )
+            else:
+                page = make_bundle([make_resource("Observation", "o2")])
+            return fhir_response(page)
+
+        async with open_fetcher(handler) as fetcher:
+            resources = await fetcher.search(OBSERVATION_QUERY)
+
+        # The whole record is read, and every request (with the token) went to fhirServer's origin.
+        assert [r["id"] for r in resources] == ["o1", "o2"]
+        assert {str(r.url).split("/fhir/")[0] for r in requests} == {
+            BASE_URL.split("/fhir")[0]
+        }
+        assert str(requests[1].url).endswith("/fhir/Observation?_page=2")
 
 
 class TestErrors:
