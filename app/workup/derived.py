@@ -21,6 +21,10 @@ PROXIMAL = frozenset({"iliac", "ivc", "fempop", "proximal"})
 ILIAC = frozenset({"iliac", "ivc"})
 FEMPOP_OR_LEG = frozenset({"fempop", "calf", "leg"})
 CFV_ABNORMAL_VALUES = frozenset({"non-phasic-continuous", "asymmetric"})
+CHRONIC = "chronic-post-thrombotic-change"
+# Venous segments a result can speak about (R00d).
+SEGMENTS = frozenset({"iliac", "ivc", "fempop", "calf"})
+_BEYOND_C2 = frozenset({"ulcer", "skin-change"})
 _CEAP = re.compile(r"^C(?P<cls>[0-6])(?P<sub>[abcr]?)(?P<sym>[sa]?)$", re.IGNORECASE)
 _EDEMA_CAUSE_ORDER = (
     "heart-failure",
@@ -141,7 +145,10 @@ class Derived(DevicePredicates):
         symptoms = self.symptom_facts(leg)
         if not symptoms:
             return not self._genital_edema(leg)
-        low = all(f.kind == "varicose-veins" for f in symptoms)
+        # Varicose veins with ulcer or skin changes are C4-C6 disease, not "C0-C2 only".
+        low = all(
+            f.kind == "varicose-veins" and not f.tags & _BEYOND_C2 for f in symptoms
+        )
         return low and not self._qol_impact(leg)
 
     def _genital_edema(self, leg: Side) -> bool:
@@ -166,40 +173,75 @@ class Derived(DevicePredicates):
         )
 
     # -- DVT -----------------------------------------------------------------------------------
-    def thrombus_results(self, leg: Side) -> tuple[Fact, ...]:
-        """Final imaging results on `leg` that state thrombus present or absent."""
+    def thrombus_results(self, leg: Side | None) -> tuple[Fact, ...]:
+        """Final imaging results on `leg` (None: with no usable side) that state thrombus present or absent."""
         return tuple(
             f
             for f in self.facts.facts
             if f.is_result
-            and f.on(leg)
+            and self._placed(f, leg)
             and f.value in (NEGATIVE, "thrombus")
             and not f.draft
         )
+
+    @staticmethod
+    def _placed(fact: Fact, leg: Side | None) -> bool:
+        return fact.on(leg) if leg is not None else fact.side is None
 
     def dvt_active(
         self, leg: Side, segment: frozenset[str] | None = None
     ) -> tuple[Fact, ...]:
         """DVT_ACTIVE(leg, segment): active DVT condition or final imaging showing acute thrombus."""
+        return self._dvt(leg, segment)
+
+    def dvt_active_unsided(
+        self, segment: frozenset[str] | None = None
+    ) -> tuple[Fact, ...]:
+        """DVT_ACTIVE with no usable side (R00a): still a DVT for side-independent safety rules (R05a/R05c)."""
+        return self._dvt(None, segment)
+
+    def _dvt(
+        self, leg: Side | None, segment: frozenset[str] | None
+    ) -> tuple[Fact, ...]:
         found = [
             f
             for f in self._record("dvt")
-            if f.is_active and f.on(leg) and self._in_segment(f, segment)
+            if f.is_active and self._placed(f, leg) and self._in_segment(f, segment)
         ]
-        chronic = any(
-            f.value == "chronic-post-thrombotic-change" and f.on(leg)
-            for f in self._record("thrombus-age")
-        )
-        if not chronic:
-            results = self.thrombus_results(leg)
-            found += [
-                f
-                for f in results
-                if f.value == "thrombus"
-                and self._in_segment(f, segment)
-                and not self._superseded(f, results)
-            ]
+        results = self.thrombus_results(leg)
+        found += [
+            f
+            for f in results
+            if f.value == "thrombus"
+            and self._in_segment(f, segment)
+            and not self._chronic(f)
+            and not self._superseded(f, results)
+        ]
         return tuple(found)
+
+    def _chronic(self, positive: Fact) -> bool:
+        """The thrombus of this study was aged as chronic post-thrombotic change (not an acute DVT).
+
+        Only a thrombus-age result of the same study (same resource, linked, or same day and side) counts, and only
+        when none of them says acute/subacute: an older "chronic" never hides a newer thrombus finding.
+        """
+        ages = [
+            f
+            for f in self._record("thrombus-age")
+            if f.value and f.is_result and self._same_study(f, positive)
+        ]
+        return bool(ages) and all(f.value == CHRONIC for f in ages)
+
+    @staticmethod
+    def _same_study(age: Fact, result: Fact) -> bool:
+        if age.source == result.source or age.part_of == result.source:
+            return True
+        if result.source in age.links or f"result:{age.source}" in result.links:
+            return True
+        if age.date is None or result.date is None:
+            return False
+        same_day = age.date.date() == result.date.date()
+        return same_day and (age.side is None or age.side is result.side)
 
     def _in_segment(self, fact: Fact, segment: frozenset[str] | None) -> bool:
         if segment is None:
@@ -208,19 +250,43 @@ class Derived(DevicePredicates):
         # A DVT with no stated segment may be proximal; treat it as proximal rather than dismiss it.
         return bool(groups & segment) or (segment == PROXIMAL and not groups & {"calf"})
 
+    def coverage(self, fact: Fact) -> frozenset[str]:
+        """Venous segments a result speaks about: its stated sites, else what the study covers (R00d)."""
+        stated = self.groups(fact) & SEGMENTS
+        if stated:
+            return stated
+        if fact.kind == "duplex-leg":
+            return frozenset({"fempop", "calf"})
+        if fact.kind == "venography":
+            return frozenset({"iliac", "fempop"})
+        if fact.kind == "duplex-iliac" or "pelvic-xsec" in fact.tags:
+            return ILIAC
+        return frozenset()
+
     def _superseded(self, positive: Fact, results: tuple[Fact, ...]) -> bool:
-        """A later negative study of the same segment, beyond the conflict window (R00d), wins."""
+        """Every segment of the thrombus was re-imaged negative later, beyond the conflict window (R00d).
+
+        A study only clears the segments it covers (a leg duplex: femoropopliteal and calf), and only where its
+        modality ranks: duplex never clears an iliac/IVC thrombus seen on CT/MR/venography, CT/MR never clears a
+        femoropopliteal thrombus seen on duplex. A thrombus of unknown extent is never cleared this way.
+        """
         if positive.date is None:
             return False
-        segment = self.groups(positive) & (ILIAC | FEMPOP_OR_LEG)
+        segments = self.coverage(positive)
+        if not segments:
+            return False
+        cleared: set[str] = set()
         for other in results:
             if other.value != NEGATIVE or other.date is None:
                 continue
-            gap = (other.date - positive.date).days
-            same = not segment or bool(self.groups(other) & segment) or not other.sites
-            if same and gap > self.windows.conflict_days:
-                return True
-        return False
+            if (other.date - positive.date).days <= self.windows.conflict_days:
+                continue
+            cleared |= {
+                s
+                for s in self.coverage(other) & segments
+                if _outranks(other, positive, s)
+            }
+        return segments <= cleared
 
     def in_duplex_window(self, fact: Fact, leg: Side) -> bool:
         """W_DUPLEX: on/after the current symptom onset and <= 30 days before now."""
@@ -381,6 +447,26 @@ class Derived(DevicePredicates):
         if recorded:
             return max(recorded, key=date_key).value or "nivl"
         return "post-thrombotic" if self.vte_history else "nivl"
+
+
+def _is_duplex(fact: Fact) -> bool:
+    return fact.kind in US_KINDS or "us" in fact.methods
+
+
+def _is_ct_or_mr(fact: Fact) -> bool:
+    return bool(fact.tags & {"pelvic-xsec", "leg-xsec"} or fact.methods & {"ct", "mr"})
+
+
+def _outranks(negative: Fact, positive: Fact, segment: str) -> bool:
+    """Whether a negative study may overrule a positive one for `segment` (R00d ranking).
+
+    Cross-sectional imaging or venography outranks duplex for iliac/IVC segments; duplex outranks CT/MR for
+    femoropopliteal (and calf) segments.
+    """
+    if segment in ILIAC:
+        better = _is_ct_or_mr(positive) or positive.kind == "venography"
+        return not (_is_duplex(negative) and better)
+    return not (_is_ct_or_mr(negative) and _is_duplex(positive))
 
 
 def decimal_text(value: Decimal) -> str:

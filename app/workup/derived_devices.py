@@ -89,8 +89,12 @@ class DevicePredicates:
         )
 
     def ivus_ordered(self, leg: Side) -> tuple[Fact, ...]:
-        """IVUS orders for that leg in the same draftOrders."""
-        return tuple(f for f in self.facts.of("ivus") if f.draft and f.on(leg))
+        """IVUS orders for that leg in the same draftOrders (a doNotPerform order is not an order to do it)."""
+        return tuple(
+            f
+            for f in self.facts.of("ivus")
+            if f.draft and f.status is not Status.DO_NOT_PERFORM and f.on(leg)
+        )
 
     def venogram(self, leg: Side) -> tuple[Fact, ...]:
         return tuple(
@@ -103,6 +107,13 @@ class DevicePredicates:
         """STENT_DRAFT(leg): drafted stents with their planned length/diameter (DeviceRequest or extension)."""
         drafts = [
             f for f in self.facts.of("stent", "stent-device") if f.draft and f.on(leg)
+        ]
+        # A doNotPerform stent order (and the device planned for it) is not a stent to check.
+        refused = {f.source for f in drafts if f.status is Status.DO_NOT_PERFORM}
+        drafts = [
+            f
+            for f in drafts
+            if f.status is not Status.DO_NOT_PERFORM and not set(f.links) & refused
         ]
         orders = {f.source for f in drafts if f.kind == "stent"}
         devices = [f for f in drafts if f.kind == "stent-device"]

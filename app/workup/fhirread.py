@@ -35,8 +35,8 @@ _REQUEST_STATUS = {
 }
 _MEDICATION_STATUS = {
     "active": Status.ACTIVE,
-    "on-hold": Status.ACTIVE,
-    "intended": Status.ACTIVE,
+    "on-hold": Status.INACTIVE,
+    "intended": Status.INACTIVE,
     "draft": Status.DRAFT,
     "completed": Status.INACTIVE,
     "stopped": Status.INACTIVE,

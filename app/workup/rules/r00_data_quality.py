@@ -156,17 +156,8 @@ def conflicts(ctx: RuleContext) -> Iterator[Finding]:
 
 
 def _coverage(ctx: RuleContext, fact: Fact) -> frozenset[str]:
-    """Venous segments a result speaks about: its stated sites, else what the study covers."""
-    stated = ctx.derived.groups(fact) & frozenset(_SEGMENT_TEXT)
-    if stated:
-        return stated
-    if fact.kind == "duplex-leg":
-        return frozenset({"fempop", "calf"})
-    if fact.kind == "venography":
-        return frozenset({"iliac", "fempop"})
-    if fact.kind == "duplex-iliac" or "pelvic-xsec" in fact.tags:
-        return frozenset({"iliac", "ivc"})
-    return frozenset()
+    """Venous segments a result speaks about (shared with DVT_ACTIVE's supersession)."""
+    return ctx.derived.coverage(fact)
 
 
 def _short(fact: Fact) -> str:

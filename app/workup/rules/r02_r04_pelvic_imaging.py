@@ -14,6 +14,10 @@ def _other(leg: Side) -> Side:
     return Side.RIGHT if leg is Side.LEFT else Side.LEFT
 
 
+def _swollen(ctx: RuleContext, leg: Side) -> bool:
+    return any("edema" in f.tags for f in ctx.derived.symptom_facts(leg))
+
+
 def _suggestions(ctx: RuleContext) -> str:
     # In pregnancy non-contrast MRV is offered first and CTV second (R19a).
     return "pregnant" if ctx.derived.pregnant else "default"
@@ -23,8 +27,9 @@ def negative_duplex_whole_leg(ctx: RuleContext) -> Iterator[Finding]:
     """R02: unilateral whole-leg swelling persisting after a negative femoropopliteal duplex."""
     d = ctx.derived
     for leg in LEGS:
-        # Bilateral presentations belong to R04a.
-        if d.symptomatic(_other(leg)) or d.dvt_active(leg) or d.pelvic_xsec(leg):
+        # Bilateral presentations (both legs swollen) belong to R04a; a symptom other than swelling on the
+        # other leg (e.g. pain) does not make a unilateral whole-leg swelling bilateral.
+        if _swollen(ctx, _other(leg)) or d.dvt_active(leg) or d.pelvic_xsec(leg):
             continue
         swelling = d.whole_leg_swelling(leg)
         # R00a exception: an unlateralised duplex may still prompt pelvis-level imaging for a sided symptom.

@@ -19,6 +19,12 @@ _SEGMENT_NAMES = (
     (frozenset({"popliteal"}), "popliteal"),
 )
 _LYSIS_KINDS = frozenset({"thrombolysis", "thrombectomy"})
+# {Side} of the R05a summary for a DVT recorded without laterality.
+UNSIDED_TEXT = "Unspecified-side"
+_UNSIDED_NOTE = (
+    "The DVT has no laterality on record (see R00a); this advice does not depend on the side. "
+    "Record left, right or bilateral for the side-specific workup."
+)
 
 
 def _merge_legs(
@@ -64,11 +70,16 @@ def _diagnosed(fact: Fact, imaging: tuple[Fact, ...]) -> datetime | None:
     return min(dated) if dated else fact.date
 
 
-def _needs_anticoagulation(ctx: RuleContext, leg: Side) -> tuple[Fact, ...]:
-    """Proximal DVT that is acute (< 14 d) or diagnosed <= 30 days ago (R05a window)."""
+def _proximal_dvt(ctx: RuleContext, leg: Side | None) -> tuple[Fact, ...]:
+    """DVT_ACTIVE(leg, proximal); leg None = a DVT with no usable laterality (R00a pauses only sided guidance)."""
     d = ctx.derived
+    return d.dvt_active(leg, PROXIMAL) if leg else d.dvt_active_unsided(PROXIMAL)
+
+
+def _needs_anticoagulation(ctx: RuleContext, leg: Side | None) -> tuple[Fact, ...]:
+    """Proximal DVT that is acute (< 14 d) or diagnosed <= 30 days ago (R05a window)."""
     windows = ctx.catalog.settings.windows
-    active = d.dvt_active(leg, PROXIMAL)
+    active = _proximal_dvt(ctx, leg)
     imaging = tuple(f for f in active if f.resource_type != "Condition")
     found = []
     for fact in active:
@@ -101,22 +112,39 @@ def start_anticoagulation(ctx: RuleContext) -> Iterator[Finding]:
     # On order-sign an anticoagulant in the same order set is the treatment being started.
     if ctx.hook == ORDER_SIGN and _anticoagulant_drafted(ctx):
         return
+    suggestions = "pregnant" if d.pregnant else "default"
     found = {leg: facts for leg in LEGS if (facts := _needs_anticoagulation(ctx, leg))}
     for side, facts in _merge_legs(found):
-        notes: tuple[str, ...] = ()
-        if any(_onset(f) is None and _diagnosed(f, ()) is None for f in facts):
-            notes = (
-                "The DVT has no onset or diagnosis date on record; confirm it is current.",
-            )
         yield Finding(
             "R05a",
             side,
             params={"side": side.value, "segment": segment_name(ctx, facts)},
             evidence=ctx.references(facts),
             reasons=ctx.conditions(facts),
-            suggestion_set="pregnant" if d.pregnant else "default",
-            notes=notes,
+            suggestion_set=suggestions,
+            notes=_undated_note(facts),
         )
+    # Anticoagulation does not depend on the side: a DVT without laterality still needs it (patient level).
+    unsided = () if found else _needs_anticoagulation(ctx, None)
+    if unsided:
+        yield Finding(
+            "R05a",
+            None,
+            variant="unsided",
+            params={"Side": UNSIDED_TEXT, "segment": segment_name(ctx, unsided)},
+            evidence=ctx.references(unsided),
+            reasons=ctx.conditions(unsided),
+            suggestion_set=suggestions,
+            notes=(_UNSIDED_NOTE, *_undated_note(unsided)),
+        )
+
+
+def _undated_note(facts: tuple[Fact, ...]) -> tuple[str, ...]:
+    if any(_onset(f) is None and _diagnosed(f, ()) is None for f in facts):
+        return (
+            "The DVT has no onset or diagnosis date on record; confirm it is current.",
+        )
+    return ()
 
 
 def filter_without_contraindication(ctx: RuleContext) -> Iterator[Finding]:
@@ -171,6 +199,18 @@ def filter_when_contraindicated(ctx: RuleContext) -> Iterator[Finding]:
             params={"side": side.value, "segment": segment_name(ctx, facts)},
             evidence=ctx.references([*facts, *contraindications]),
             reasons=ctx.conditions(facts),
+        )
+    # A filter protects both legs: a DVT without laterality still qualifies (patient level).
+    unsided = () if found else d.dvt_active_unsided(PROXIMAL)
+    if unsided:
+        yield Finding(
+            "R05c",
+            None,
+            variant="unsided",
+            params={"segment": segment_name(ctx, unsided)},
+            evidence=ctx.references([*unsided, *contraindications]),
+            reasons=ctx.conditions(unsided),
+            notes=(_UNSIDED_NOTE,),
         )
 
 
