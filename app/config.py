@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import ipaddress
 from datetime import datetime
 from enum import StrEnum
 from functools import lru_cache
 from pathlib import Path
-from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from app.hosts import is_loopback_host
 from app.smart.settings import SmartSettings
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -81,20 +80,6 @@ class Settings(BaseSettings):
     @property
     def is_loopback_bind(self) -> bool:
         return is_loopback_host(self.bind_host)
-
-
-def is_loopback_host(host: str) -> bool:
-    """True when host names this machine only (localhost or a loopback address)."""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
-
-
-def is_loopback_url(url: str) -> bool:
-    return is_loopback_host(urlsplit(url).hostname or "")
 
 
 @lru_cache

@@ -10,10 +10,10 @@ import orjson
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from app.config import is_loopback_host
 from app.db import repositories
 from app.db.models import EhrClient
 from app.db.session import session_scope
+from app.hosts import is_loopback_host
 from app.security.clients import RegisteredClient
 
 MAX_JTI_LENGTH = 255

@@ -19,7 +19,7 @@ from urllib.parse import urlencode, urlsplit
 
 import httpx
 
-from app.config import is_loopback_host
+from app.hosts import is_loopback_host
 
 logger = logging.getLogger("iliac_cds.smart")
 

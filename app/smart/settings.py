@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import ipaddress
 from enum import StrEnum
 from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from app.hosts import is_loopback_host
 
 # SMART App Launch 2.x scopes: read the record of the patient in context; refresh without the user.
 DEFAULT_SCOPES = "openid fhirUser patient/*.rs offline_access"
@@ -82,16 +83,6 @@ class SmartSettings(BaseSettings):
 
     def issuer_allowed(self, iss: str) -> bool:
         return normalise_issuer(iss) in self.allowed_issuers
-
-
-def is_loopback_host(host: str) -> bool:
-    """Like app.config.is_loopback_host; repeated so that app.config can import this module."""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
 
 
 def normalise_issuer(iss: str) -> str:
