@@ -194,6 +194,34 @@ class TestServerFailures:
             )
         assert_412(response, reason)
 
+    async def test_server_error_is_412_without_echoing_its_page(
+        self, loaded_scenarios: dict[str, Scenario], app_factory: AppFactory
+    ) -> None:
+        api = await app_factory()
+        page = b"<html><body>Internal Server Error: stack trace for syn-pt-secret</body></html>"
+        async with FixedAnswer(page, content_type="text/html", status=500) as server:
+            response = await call_without_prefetch(
+                api, loaded_scenarios[PAGED], fhir_server=server.url(), token="t"
+            )
+        detail = assert_412(response, "HTTP 500")
+        assert "syn-pt-secret" not in detail
+
+    async def test_response_over_the_size_cap_is_412(
+        self, loaded_scenarios: dict[str, Scenario], app_factory: AppFactory
+    ) -> None:
+        api = await app_factory(fhir_max_response_bytes=64 * 1024)
+        padding = b" " * (256 * 1024)
+        body = (
+            b'{"resourceType": "Bundle", "type": "searchset", "entry": []'
+            + padding
+            + b"}"
+        )
+        async with FixedAnswer(body, content_type="application/fhir+json") as server:
+            response = await call_without_prefetch(
+                api, loaded_scenarios[PAGED], fhir_server=server.url(), token="t"
+            )
+        assert_412(response)
+
 
 class TestAllowList:
     async def test_non_loopback_server_is_refused_in_dev_mode(
