@@ -130,6 +130,10 @@ def serve(
         console.print(
             "[bold yellow]WARNING: EHR authentication is DISABLED (development only, loopback only)[/]"
         )
+    if settings.now is not None:
+        console.print(
+            f"[bold yellow]Clock fixed by ILIAC_CDS_NOW at {settings.now.isoformat()}[/]"
+        )
     uvicorn.run(
         "app.main:create_app",
         factory=True,

@@ -38,6 +38,7 @@ class StartupError(RuntimeError):
 
 
 def check_startup_settings(settings: Settings) -> None:
+    """Raise StartupError when the settings must not be served (the CLI checks before uvicorn starts)."""
     if settings.auth_mode is AuthMode.JWT and (
         settings.hmac_key.get_secret_value() == DEFAULT_HMAC_KEY
         or len(settings.hmac_key.get_secret_value()) < 16
@@ -46,12 +47,16 @@ def check_startup_settings(settings: Settings) -> None:
         raise StartupError(
             "set ILIAC_CDS_HMAC_KEY to a secret of at least 16 characters (it keys the patient HMACs)"
         )
+    if settings.auth_mode is AuthMode.DISABLED and not settings.is_loopback_bind:
+        raise StartupError(
+            "ILIAC_CDS_AUTH_MODE=disabled is only allowed when bound to loopback (127.0.0.1/::1); "
+            f"bind host is {settings.bind_host!r}"
+        )
+
+
+def warn_startup_settings(settings: Settings) -> None:
+    """Log, once per worker, the settings an operator must notice."""
     if settings.auth_mode is AuthMode.DISABLED:
-        if not settings.is_loopback_bind:
-            raise StartupError(
-                "ILIAC_CDS_AUTH_MODE=disabled is only allowed when bound to loopback (127.0.0.1/::1); "
-                f"bind host is {settings.bind_host!r}"
-            )
         logger.warning(
             "AUTHENTICATION DISABLED: EHR JWTs are not checked. Development only; bound to loopback; "
             "only loopback FHIR servers or ILIAC_CDS_DEV_FHIR_SERVERS are contacted."
@@ -64,6 +69,7 @@ def check_startup_settings(settings: Settings) -> None:
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     settings: Settings = app.state.settings
     check_startup_settings(settings)
+    warn_startup_settings(settings)
     catalog = load_catalog(
         cards_dir=settings.cards_dir,
         mappings_dir=settings.mappings_dir,
