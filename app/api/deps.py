@@ -29,10 +29,15 @@ def get_state(request: Request) -> AppState:
     return state
 
 
-StateDep = Annotated[AppState, Depends(get_state)]
+async def _state_dependency(request: Request) -> AppState:
+    # async: FastAPI runs a plain `def` dependency in the thread pool, two thread hops per hook call.
+    return get_state(request)
 
 
-def get_service(service_id: str) -> ServiceDef:
+StateDep = Annotated[AppState, Depends(_state_dependency)]
+
+
+async def get_service(service_id: str) -> ServiceDef:
     service = SERVICES_BY_ID.get(service_id)
     if service is None:
         raise NotFound(f"no CDS service with id {service_id!r}")

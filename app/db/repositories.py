@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import delete, select
+from sqlalchemy import Table, delete, insert, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.dml import Insert
@@ -24,16 +24,29 @@ def _insert_ignoring_conflicts(session: AsyncSession, table: Any) -> Insert:
     raise ValueError(f"unsupported dialect {dialect!r}")
 
 
-async def add_invocation(
-    session: AsyncSession, *, invocation: HookInvocation, cards: Sequence[IssuedCard]
-) -> None:
-    """Stage an invocation and its cards; flushes so the rows exist for feedback in the same transaction."""
-    session.add(invocation)
-    await session.flush()
-    for card in cards:
-        card.invocation_id = invocation.id
-    session.add_all(cards)
-    await session.flush()
+# Core statements on the mapped tables: one INSERT ... RETURNING and one executemany, without the ORM's
+# unit of work (identity map, per-object flush bookkeeping), which cost more than the SQL on every hook call.
+_INVOCATIONS = cast(Table, HookInvocation.__table__)
+_ISSUED_CARDS = cast(Table, IssuedCard.__table__)
+_INSERT_INVOCATION = insert(_INVOCATIONS).returning(_INVOCATIONS.c.id)
+_INSERT_CARDS = insert(_ISSUED_CARDS)
+
+
+async def insert_invocation(
+    session: AsyncSession,
+    *,
+    invocation: Mapping[str, object],
+    cards: Sequence[Mapping[str, object]],
+) -> int:
+    """Insert one hook_invocation row and its issued_card rows (`invocation_id` is filled in); returns the id."""
+    invocation_id = int(
+        (await session.execute(_INSERT_INVOCATION, dict(invocation))).scalar_one()
+    )
+    if cards:
+        await session.execute(
+            _INSERT_CARDS, [{**card, "invocation_id": invocation_id} for card in cards]
+        )
+    return invocation_id
 
 
 async def get_invocations_by_hook_instance(

@@ -11,7 +11,6 @@ from urllib.parse import urlsplit
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.db import repositories
-from app.db.models import HookInvocation, IssuedCard
 
 
 def patient_hmac(patient_id: str, key: str) -> str:
@@ -35,34 +34,34 @@ async def record_invocation(
     cards: Sequence[Mapping[str, object]],
     card_sides: Mapping[str, str],
 ) -> None:
-    """Stage the audit rows for one hook call (flush only; the caller commits).
+    """Write the audit rows for one hook call in the session's transaction (the caller commits).
 
     `cards` are CDS Hooks card JSON objects; cards without a uuid are counted but cannot receive feedback,
     so no issued_card row is written for them. `card_sides` maps card uuid to the leg it concerns.
     """
-    issued = [_issued_card(card, service_id, card_sides) for card in cards]
-    invocation = HookInvocation(
-        hook_instance=hook_instance,
-        service_id=service_id,
-        hook=hook,
-        patient_hmac=patient_hmac(patient_id, hmac_key)
+    row = {
+        "hook_instance": hook_instance,
+        "service_id": service_id,
+        "hook": hook,
+        "patient_hmac": patient_hmac(patient_id, hmac_key)
         if patient_id is not None
         else None,
-        client_iss=client_iss,
-        fhir_server_host=_host(fhir_server),
-        started_at=started_at,
-        duration_ms=duration_ms,
-        status=status,
-        rule_ids=list(
+        "client_iss": client_iss,
+        "fhir_server_host": _host(fhir_server),
+        "started_at": started_at,
+        "duration_ms": duration_ms,
+        "status": status,
+        "rule_ids": list(
             dict.fromkeys(rule for card in cards if (rule := _rule_id(card)))
         ),
-        card_count=len(cards),
-    )
-    await repositories.add_invocation(
-        session,
-        invocation=invocation,
-        cards=[card for card in issued if card is not None],
-    )
+        "card_count": len(cards),
+    }
+    issued = [
+        card_row
+        for card in cards
+        if (card_row := _issued_card(card, service_id, card_sides)) is not None
+    ]
+    await repositories.insert_invocation(session, invocation=row, cards=issued)
 
 
 def _host(url: str | None) -> str | None:
@@ -76,30 +75,32 @@ def _host(url: str | None) -> str | None:
 
 
 def _issued_card(
-    card: Mapping[str, object], service_id: str, card_sides: Mapping[str, str]
-) -> IssuedCard | None:
+    card: Mapping[str, object],
+    service_id: str,
+    card_sides: Mapping[str, str],
+) -> dict[str, object] | None:
     uuid = card.get("uuid")
     if not isinstance(uuid, str) or not uuid:
         return None
     indicator = card.get("indicator")
-    return IssuedCard(
-        uuid=uuid,
-        service_id=service_id,
-        rule_id=_rule_id(card),
-        side=card_sides.get(uuid),
-        indicator=indicator if isinstance(indicator, str) else "info",
-        suggestion_uuids=[
+    return {
+        "uuid": uuid,
+        "service_id": service_id,
+        "rule_id": _rule_id(card),
+        "side": card_sides.get(uuid),
+        "indicator": indicator if isinstance(indicator, str) else "info",
+        "suggestion_uuids": [
             uid
             for s in _objects(card.get("suggestions"))
             if isinstance(uid := s.get("uuid"), str)
         ],
-        override_reason_codes=[
+        "override_reason_codes": [
             override_reason_key(system, code)
             for reason in _objects(card.get("overrideReasons"))
             if isinstance(system := reason.get("system"), str)
             and isinstance(code := reason.get("code"), str)
         ],
-    )
+    }
 
 
 def override_reason_key(system: str, code: str) -> str:

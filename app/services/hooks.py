@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import time
+import weakref
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import cast
@@ -58,6 +61,25 @@ class HookCall:
     service: ServiceDef
     request: CdsRequest
     client: RegisteredClient | None
+
+
+# One audit writer at a time per event loop on SQLite: the file has a single write lock, and N connections
+# polling for it (busy_timeout backs off in sleeps up to 100 ms) stretch every transaction under load until
+# some exceed the timeout and the row is lost (audit_write_failed at concurrency 32). Queued here, writers
+# wait in FIFO order on the event loop instead. PostgreSQL takes concurrent inserts as they come.
+_sqlite_audit_locks: weakref.WeakKeyDictionary[
+    asyncio.AbstractEventLoop, asyncio.Lock
+] = weakref.WeakKeyDictionary()
+
+
+def _audit_slot(state: AppState) -> contextlib.AbstractAsyncContextManager[object]:
+    if state.engine.dialect.name != "sqlite":
+        return contextlib.nullcontext()
+    loop = asyncio.get_running_loop()
+    lock = _sqlite_audit_locks.get(loop)
+    if lock is None:
+        lock = _sqlite_audit_locks[loop] = asyncio.Lock()
+    return lock
 
 
 def parse_context(hook: str, context: dict[str, object]) -> PatientViewContext:
@@ -192,7 +214,7 @@ async def _audit(
 ) -> None:
     duration_ms = (time.perf_counter() - t0) * 1000
     try:
-        async with state.sessionmaker() as session:
+        async with _audit_slot(state), state.sessionmaker() as session:
             await record_invocation(
                 session,
                 hook_instance=call.request.hook_instance,

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import hashlib
 import re
+from collections import OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from datetime import datetime
 
+import orjson
 from fhir.resources.R4B.condition import Condition
 from fhir.resources.R4B.devicerequest import DeviceRequest
 from fhir.resources.R4B.diagnosticreport import DiagnosticReport
@@ -117,10 +120,7 @@ def extract_facts(
         for resource in batch:
             if not _relevant(resource, catalog):
                 continue
-            model = _MODELS[string(resource, "resourceType") or ""]
-            try:
-                model.model_validate(resource)
-            except (ValidationError, ValueError, TypeError):
+            if not _VALIDATED.is_valid(resource):
                 invalid += 1
                 continue
             status = status_of(resource, draft=draft)
@@ -137,6 +137,55 @@ def extract_facts(
     fresh = [f for f in facts if not _is_stale(f, now, stale_days)]
     stale = [f for f in facts if _is_stale(f, now, stale_days)]
     return FactSet(tuple(fresh), invalid, tuple(stale))
+
+
+class _ValidationMemo:
+    """fhir.resources R4B validation of the selected resources, remembered by content.
+
+    Validation is a pure function of the resource JSON and costs ~9 µs per element (0.15-0.4 ms for a
+    typical selected resource), more than everything else the engine does with it; an EHR re-sends the same
+    resources on every hook of a chart session (patient-view, order-select, order-sign). The key is the
+    resource type and a 128-bit BLAKE2b digest of the resource's bytes, so an edited resource is validated
+    afresh; the memo holds digests and booleans only (no FHIR content) and forgets the least recently used
+    entry beyond `maxsize`.
+    """
+
+    def __init__(self, maxsize: int) -> None:
+        self._maxsize = maxsize
+        self._outcomes: OrderedDict[tuple[str, bytes], bool] = OrderedDict()
+
+    def is_valid(self, resource: JsonObject) -> bool:
+        rtype = string(resource, "resourceType") or ""
+        try:
+            digest = hashlib.blake2b(orjson.dumps(resource), digest_size=16).digest()
+        except (orjson.JSONEncodeError, TypeError):
+            # Not representable by orjson (an integer over 64 bits from a FHIR server): validate uncached.
+            return _validates(rtype, resource)
+        key = (rtype, digest)
+        outcome = self._outcomes.get(key)
+        if outcome is not None:
+            self._outcomes.move_to_end(key)
+            return outcome
+        outcome = _validates(rtype, resource)
+        self._outcomes[key] = outcome
+        if len(self._outcomes) > self._maxsize:
+            self._outcomes.popitem(last=False)
+        return outcome
+
+    def clear(self) -> None:
+        self._outcomes.clear()
+
+
+def _validates(rtype: str, resource: JsonObject) -> bool:
+    try:
+        _MODELS[rtype].model_validate(resource)
+    except (ValidationError, ValueError, TypeError):
+        return False
+    return True
+
+
+# 8,192 digests: the selected resources of a few thousand recent hook calls, about 1.5 MB.
+_VALIDATED = _ValidationMemo(maxsize=8192)
 
 
 def _without_onset(resource: JsonObject) -> bool:
