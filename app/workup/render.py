@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from fhir.resources.R4B.medicationrequest import MedicationRequest
 from fhir.resources.R4B.servicerequest import ServiceRequest
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from app.catalog.index import Catalog
 from app.catalog.models import (
@@ -187,34 +187,17 @@ def build_service_request(
     order: OrderTemplate, finding: Finding, ctx: RenderContext
 ) -> JsonObject | None:
     """A draft ServiceRequest (intent proposal), validated with fhir.resources R4B; None if invalid."""
-    catalog = ctx.catalog
-    side = finding.side
-    codes = order.codes.get(side.value if side else "any") or order.codes.get("any")
-    if not codes:
+    resource = _draft_request("ServiceRequest", "code", order, finding, ctx)
+    if resource is None:
         return None
-    resource: JsonObject = {
-        "resourceType": "ServiceRequest",
-        "status": "draft",
-        "intent": "proposal",
-        "subject": {"reference": f"Patient/{ctx.patient_id}"},
-        "code": {"coding": [_coding(c, catalog) for c in codes], "text": order.text},
-    }
-    if order.category is not None:
-        resource["category"] = [{"coding": [_coding(order.category, catalog)]}]
     if order.body_sites:
+        side = finding.side if order.lateralise else None
         resource["bodySite"] = [
-            _body_site(c, side if order.lateralise else None, catalog)
-            for c in order.body_sites
+            _body_site(c, side, ctx.catalog) for c in order.body_sites
         ]
-    if finding.reasons:
-        resource["reasonReference"] = [{"reference": ref} for ref in finding.reasons]
     if order.note:
         resource["note"] = [{"text": order.note}]
-    try:
-        ServiceRequest.model_validate(resource)
-    except (ValidationError, ValueError):
-        return None
-    return resource
+    return _validated(ServiceRequest, resource)
 
 
 def build_medication_request(
@@ -224,29 +207,49 @@ def build_medication_request(
 
     The medication is a class concept plus text (no product code is invented); the prescriber picks the product.
     """
-    catalog = ctx.catalog
+    resource = _draft_request(
+        "MedicationRequest", "medicationCodeableConcept", order, finding, ctx
+    )
+    if resource is None:
+        return None
+    if order.note:
+        resource["dosageInstruction"] = [{"text": order.note}]
+    return _validated(MedicationRequest, resource)
+
+
+def _draft_request(
+    resource_type: str,
+    code_element: str,
+    order: OrderTemplate,
+    finding: Finding,
+    ctx: RenderContext,
+) -> JsonObject | None:
+    """The parts every suggested draft order shares: status, intent, subject, codes for the side, reasons."""
     side = finding.side
     codes = order.codes.get(side.value if side else "any") or order.codes.get("any")
     if not codes:
         return None
     resource: JsonObject = {
-        "resourceType": "MedicationRequest",
+        "resourceType": resource_type,
         "status": "draft",
         "intent": "proposal",
         "subject": {"reference": f"Patient/{ctx.patient_id}"},
-        "medicationCodeableConcept": {
-            "coding": [_coding(c, catalog) for c in codes],
+        code_element: {
+            "coding": [_coding(c, ctx.catalog) for c in codes],
             "text": order.text,
         },
     }
     if order.category is not None:
-        resource["category"] = [{"coding": [_coding(order.category, catalog)]}]
+        resource["category"] = [{"coding": [_coding(order.category, ctx.catalog)]}]
     if finding.reasons:
         resource["reasonReference"] = [{"reference": ref} for ref in finding.reasons]
-    if order.note:
-        resource["dosageInstruction"] = [{"text": order.note}]
+    return resource
+
+
+def _validated(model: type[BaseModel], resource: JsonObject) -> JsonObject | None:
+    # The EHR must receive valid FHIR: a suggestion that does not validate is dropped, never sent.
     try:
-        MedicationRequest.model_validate(resource)
+        model.model_validate(resource)
     except (ValidationError, ValueError):
         return None
     return resource
