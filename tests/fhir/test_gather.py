@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Mapping
 
 import httpx
 import pytest
 
+from app.fhir.client import FhirFetcher
 from app.fhir.errors import (
     FhirTimeout,
     FhirUnauthorized,
     InvalidPrefetch,
     PrefetchUnavailable,
 )
-from app.fhir.prefetch import PREFETCH_TEMPLATES, gather_resources
+from app.fhir.prefetch import PREFETCH_TEMPLATES, GatherResult, gather_resources
 from tests.fhir.builders import (
     CONTEXT,
     PATIENT_ID,
@@ -29,17 +31,27 @@ from tests.fhir.builders import (
 )
 
 
+async def gather(
+    *,
+    prefetch: Mapping[str, object] | None,
+    fhir: FhirFetcher | None,
+    deadline_seconds: float = 5.0,
+) -> GatherResult:
+    """gather_resources with the service's prefetch templates and this module's context."""
+    return await gather_resources(
+        prefetch=prefetch,
+        templates=PREFETCH_TEMPLATES,
+        context=CONTEXT,
+        user_practitioner_id=None,
+        fhir=fhir,
+        deadline_seconds=deadline_seconds,
+    )
+
+
 class TestGatherResources:
     async def test_uses_complete_prefetch_as_is_without_fetching(self) -> None:
         async with open_fetcher(refuse) as fhir:
-            result = await gather_resources(
-                prefetch=full_prefetch(),
-                templates=PREFETCH_TEMPLATES,
-                context=CONTEXT,
-                user_practitioner_id=None,
-                fhir=fhir,
-                deadline_seconds=5.0,
-            )
+            result = await gather(prefetch=full_prefetch(), fhir=fhir)
         assert result.fetched_keys == ()
         assert result.prefetched_keys == tuple(PREFETCH_TEMPLATES)
         assert len(result.resources) == len(PREFETCH_TEMPLATES)
@@ -49,14 +61,7 @@ class TestGatherResources:
         prefetch = full_prefetch()
         prefetch["observations"] = None
         async with open_fetcher(refuse) as fhir:
-            result = await gather_resources(
-                prefetch=prefetch,
-                templates=PREFETCH_TEMPLATES,
-                context=CONTEXT,
-                user_practitioner_id=None,
-                fhir=fhir,
-                deadline_seconds=5.0,
-            )
+            result = await gather(prefetch=prefetch, fhir=fhir)
         assert "observations" in result.prefetched_keys
         assert not [r for r in result.resources if r["resourceType"] == "Observation"]
 
@@ -64,14 +69,7 @@ class TestGatherResources:
         prefetch = full_prefetch()
         del prefetch["observations"]
         async with open_fetcher(serve_record) as fhir:
-            result = await gather_resources(
-                prefetch=prefetch,
-                templates=PREFETCH_TEMPLATES,
-                context=CONTEXT,
-                user_practitioner_id=None,
-                fhir=fhir,
-                deadline_seconds=5.0,
-            )
+            result = await gather(prefetch=prefetch, fhir=fhir)
         assert result.fetched_keys == ("observations",)
         assert "observations" not in result.prefetched_keys
         observations = [
@@ -84,14 +82,7 @@ class TestGatherResources:
 
     async def test_no_prefetch_fetches_every_key(self) -> None:
         async with open_fetcher(serve_record) as fhir:
-            result = await gather_resources(
-                prefetch=None,
-                templates=PREFETCH_TEMPLATES,
-                context=CONTEXT,
-                user_practitioner_id=None,
-                fhir=fhir,
-                deadline_seconds=5.0,
-            )
+            result = await gather(prefetch=None, fhir=fhir)
         assert result.fetched_keys == tuple(PREFETCH_TEMPLATES)
         assert {r["resourceType"] for r in result.resources} == {
             "Patient",
@@ -103,14 +94,7 @@ class TestGatherResources:
         del prefetch["observations"]
         del prefetch["procedures"]
         with pytest.raises(PrefetchUnavailable) as caught:
-            await gather_resources(
-                prefetch=prefetch,
-                templates=PREFETCH_TEMPLATES,
-                context=CONTEXT,
-                user_practitioner_id=None,
-                fhir=None,
-                deadline_seconds=5.0,
-            )
+            await gather(prefetch=prefetch, fhir=None)
         assert caught.value.reason == (
             "prefetch key(s) observations, procedures missing and no fhirServer given"
         )
@@ -132,27 +116,13 @@ class TestGatherResources:
         prefetch = full_prefetch()
         prefetch["conditions"] = {"entry": []}
         with pytest.raises(InvalidPrefetch) as caught:
-            await gather_resources(
-                prefetch=prefetch,
-                templates=PREFETCH_TEMPLATES,
-                context=CONTEXT,
-                user_practitioner_id=None,
-                fhir=None,
-                deadline_seconds=5.0,
-            )
+            await gather(prefetch=prefetch, fhir=None)
         assert caught.value.key == "conditions"
 
     async def test_keys_outside_the_templates_are_ignored(self) -> None:
         prefetch = full_prefetch()
         prefetch["somethingElse"] = "not FHIR at all"
-        result = await gather_resources(
-            prefetch=prefetch,
-            templates=PREFETCH_TEMPLATES,
-            context=CONTEXT,
-            user_practitioner_id=None,
-            fhir=None,
-            deadline_seconds=5.0,
-        )
+        result = await gather(prefetch=prefetch, fhir=None)
         assert "somethingElse" not in result.prefetched_keys
 
     async def test_resource_in_two_keys_is_kept_once(self) -> None:
@@ -192,14 +162,7 @@ class TestGatherConcurrency:
             return serve_record(request)
 
         async with open_fetcher(handler) as fhir:
-            result = await gather_resources(
-                prefetch=None,
-                templates=PREFETCH_TEMPLATES,
-                context=CONTEXT,
-                user_practitioner_id=None,
-                fhir=fhir,
-                deadline_seconds=5.0,
-            )
+            result = await gather(prefetch=None, fhir=fhir)
         assert len(started) == expected
         assert finished_early == []
         assert len(result.fetched_keys) == expected
@@ -214,14 +177,7 @@ class TestGatherConcurrency:
 
         async with open_fetcher(handler) as fhir:
             with pytest.raises(FhirTimeout) as caught:
-                await gather_resources(
-                    prefetch=None,
-                    templates=PREFETCH_TEMPLATES,
-                    context=CONTEXT,
-                    user_practitioner_id=None,
-                    fhir=fhir,
-                    deadline_seconds=0.05,
-                )
+                await gather(prefetch=None, fhir=fhir, deadline_seconds=0.05)
         assert "observations" in caught.value.reason
         assert "conditions" not in caught.value.reason
         assert PATIENT_ID not in caught.value.reason
@@ -240,14 +196,7 @@ class TestGatherConcurrency:
 
         async with open_fetcher(handler) as fhir:
             with pytest.raises(FhirUnauthorized) as caught:
-                await gather_resources(
-                    prefetch=None,
-                    templates=PREFETCH_TEMPLATES,
-                    context=CONTEXT,
-                    user_practitioner_id=None,
-                    fhir=fhir,
-                    deadline_seconds=5.0,
-                )
+                await gather(prefetch=None, fhir=fhir)
         assert caught.value.prefetch_key == "procedures"
         assert caught.value.reason.startswith("prefetch key 'procedures': ")
         assert "401" in caught.value.reason
