@@ -25,6 +25,7 @@ from app.fhir.client import create_http_client
 from app.logging import configure_logging
 from app.rules_catalogue import render_rules_html
 from app.security.jwks import HttpJwksFetcher
+from app.services.audit_writer import AuditWriter
 from app.services.clients import list_clients
 from app.smart.routes import install_smart_app
 from app.state import AppState
@@ -88,6 +89,8 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
                 "(or run locally with ILIAC_CDS_AUTH_MODE=disabled, loopback only)"
             )
     http = create_http_client(timeout_seconds=settings.fhir_deadline_seconds)
+    audit = AuditWriter(engine)
+    await audit.start()
     app.state.services = AppState(
         settings=settings,
         catalog=catalog,
@@ -96,6 +99,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         http=http,
         jwks=HttpJwksFetcher(http, cache_seconds=settings.jwks_cache_seconds),
         rules_html=render_rules_html(catalog),
+        audit=audit,
     )
     # Startup objects (catalog, mappings index) live for the whole process: keep them out of GC scans.
     gc.collect()
@@ -103,6 +107,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     try:
         yield
     finally:
+        await audit.close()  # commits what is queued before the engine goes
         await http.aclose()
         await engine.dispose()
 

@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from app.catalog.index import Catalog
 from app.config import Settings
 from app.security.jwks import HttpJwksFetcher
+from app.services.audit_writer import AuditWriter
 
 
 @dataclass
@@ -22,6 +23,7 @@ class AppState:
     http: httpx.AsyncClient
     jwks: HttpJwksFetcher
     rules_html: str
+    audit: AuditWriter
 
     def now(self) -> datetime:
         """The service clock: ILIAC_CDS_NOW when set (demos, acceptance tests), else real UTC time."""

@@ -8,7 +8,8 @@ from typing import Any, cast
 
 from sqlalchemy import Table, delete, insert, select
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.engine import Connection
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from sqlalchemy.sql.dml import Insert
 
 from app.db.models import CardFeedback, EhrClient, HookInvocation, IssuedCard, JwtReplay
@@ -43,10 +44,41 @@ async def insert_invocation(
         (await session.execute(_INSERT_INVOCATION, dict(invocation))).scalar_one()
     )
     if cards:
-        await session.execute(
-            _INSERT_CARDS, [{**card, "invocation_id": invocation_id} for card in cards]
-        )
+        await session.execute(_INSERT_CARDS, _with_invocation(cards, invocation_id))
     return invocation_id
+
+
+AuditRows = tuple[Mapping[str, object], Sequence[Mapping[str, object]]]
+
+
+def insert_invocations(connection: Connection, batch: Sequence[AuditRows]) -> None:
+    """Insert several (invocation row, issued_card rows) pairs in the connection's transaction (the audit writer)."""
+    cards: list[dict[str, object]] = []
+    for invocation, issued in batch:
+        invocation_id = int(
+            connection.execute(_INSERT_INVOCATION, dict(invocation)).scalar_one()
+        )
+        cards.extend(_with_invocation(issued, invocation_id))
+    if cards:
+        connection.execute(_INSERT_CARDS, cards)
+
+
+async def insert_invocations_async(
+    connection: AsyncConnection, batch: Sequence[AuditRows]
+) -> None:
+    """insert_invocations on an async connection (PostgreSQL: asyncpg needs no thread)."""
+    cards: list[dict[str, object]] = []
+    for invocation, issued in batch:
+        result = await connection.execute(_INSERT_INVOCATION, dict(invocation))
+        cards.extend(_with_invocation(issued, int(result.scalar_one())))
+    if cards:
+        await connection.execute(_INSERT_CARDS, cards)
+
+
+def _with_invocation(
+    cards: Sequence[Mapping[str, object]], invocation_id: int
+) -> list[dict[str, object]]:
+    return [{**card, "invocation_id": invocation_id} for card in cards]
 
 
 async def get_invocations_by_hook_instance(

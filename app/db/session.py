@@ -7,15 +7,16 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any, TypeVar
 
+from sqlalchemy import create_engine as sa_create_engine
 from sqlalchemy import event
-from sqlalchemy.engine import Connection, make_url
+from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
     async_sessionmaker,
     create_async_engine,
 )
-from sqlalchemy.pool import ConnectionPoolEntry
+from sqlalchemy.pool import ConnectionPoolEntry, SingletonThreadPool
 
 T = TypeVar("T")
 
@@ -34,7 +35,7 @@ def create_engine(url: str, *, schema: str | None = None) -> AsyncEngine:
             raise ValueError("schema is only supported on PostgreSQL")
         # hide_parameters: bound values (feedback comments) stay out of exception messages and logs.
         engine = create_async_engine(url, hide_parameters=True)
-        _configure_sqlite(engine)
+        _configure_sqlite(engine.sync_engine)
         return engine
     if backend == "postgresql":
         connect_args: dict[str, Any] = {}
@@ -58,8 +59,30 @@ def create_engine(url: str, *, schema: str | None = None) -> AsyncEngine:
     )
 
 
-def _configure_sqlite(engine: AsyncEngine) -> None:
-    @event.listens_for(engine.sync_engine, "connect")
+def create_sync_sqlite_engine(engine: AsyncEngine) -> Engine:
+    """A blocking (stdlib sqlite3) engine on the same database file, configured like `engine`.
+
+    For the audit writer's thread: aiosqlite hands every statement to its own thread and back, which costs more
+    than the SQL; one hop per batch to a thread that runs plain sqlite3 is cheaper.
+    """
+    url = engine.url
+    if url.get_backend_name() != "sqlite":
+        raise ValueError("create_sync_sqlite_engine needs a SQLite engine")
+    if url.database in (None, "", ":memory:"):
+        raise ValueError(
+            "an in-memory SQLite database cannot be shared with a second connection"
+        )
+    sync_engine = sa_create_engine(
+        url.set(drivername="sqlite"),
+        hide_parameters=True,
+        poolclass=SingletonThreadPool,
+    )
+    _configure_sqlite(sync_engine)
+    return sync_engine
+
+
+def _configure_sqlite(engine: Engine) -> None:
+    @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: ConnectionPoolEntry) -> None:
         # Take over transaction control from the driver so that "begin" below decides how BEGIN is emitted.
         dbapi_connection.isolation_level = None
@@ -71,7 +94,7 @@ def _configure_sqlite(engine: AsyncEngine) -> None:
         finally:
             cursor.close()
 
-    @event.listens_for(engine.sync_engine, "begin")
+    @event.listens_for(engine, "begin")
     def _on_begin(conn: Connection) -> None:
         # A deferred transaction that reads and then writes fails at once with SQLITE_BUSY when another
         # writer committed in between (busy_timeout does not apply); taking the write lock up front makes

@@ -6,11 +6,13 @@ import hashlib
 import hmac
 from collections.abc import Mapping, Sequence
 from datetime import datetime
+from typing import TypedDict, Unpack
 from urllib.parse import urlsplit
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.db import repositories
+from app.db.repositories import AuditRows
 
 
 def patient_hmac(patient_id: str, key: str) -> str:
@@ -18,39 +20,53 @@ def patient_hmac(patient_id: str, key: str) -> str:
     return hmac.new(key.encode(), patient_id.encode(), hashlib.sha256).hexdigest()
 
 
-async def record_invocation(
-    session: AsyncSession,
-    *,
-    hook_instance: str,
-    service_id: str,
-    hook: str,
-    patient_id: str | None,
-    hmac_key: str,
-    client_iss: str | None,
-    fhir_server: str | None,
-    started_at: datetime,
-    duration_ms: float,
-    status: int,
-    cards: Sequence[Mapping[str, object]],
-    card_sides: Mapping[str, str],
-) -> None:
-    """Write the audit rows for one hook call in the session's transaction (the caller commits).
+class AuditCall(TypedDict):
+    """What the audit keeps of one hook call (see `audit_rows`)."""
+
+    hook_instance: str
+    service_id: str
+    hook: str
+    patient_id: str | None
+    hmac_key: str
+    client_iss: str | None
+    fhir_server: str | None
+    started_at: datetime
+    duration_ms: float
+    status: int
+    cards: Sequence[Mapping[str, object]]
+    card_sides: Mapping[str, str]
+
+
+async def record_invocation(session: AsyncSession, **call: Unpack[AuditCall]) -> None:
+    """Write the audit rows for one hook call in the session's transaction (the caller commits)."""
+    invocation, issued = audit_rows(**call)
+    await repositories.insert_invocation(session, invocation=invocation, cards=issued)
+
+
+def audit_rows(**call: Unpack[AuditCall]) -> AuditRows:
+    """The hook_invocation row and the issued_card rows (without invocation_id) for one hook call.
 
     `cards` are CDS Hooks card JSON objects; cards without a uuid are counted but cannot receive feedback,
-    so no issued_card row is written for them. `card_sides` maps card uuid to the leg it concerns.
+    so no issued_card row is written for them. `card_sides` maps card uuid to the leg it concerns. The patient id
+    is stored only as a keyed HMAC.
     """
+    cards, service_id, patient_id = (
+        call["cards"],
+        call["service_id"],
+        call["patient_id"],
+    )
     row = {
-        "hook_instance": hook_instance,
+        "hook_instance": call["hook_instance"],
         "service_id": service_id,
-        "hook": hook,
-        "patient_hmac": patient_hmac(patient_id, hmac_key)
+        "hook": call["hook"],
+        "patient_hmac": patient_hmac(patient_id, call["hmac_key"])
         if patient_id is not None
         else None,
-        "client_iss": client_iss,
-        "fhir_server_host": _host(fhir_server),
-        "started_at": started_at,
-        "duration_ms": duration_ms,
-        "status": status,
+        "client_iss": call["client_iss"],
+        "fhir_server_host": _host(call["fhir_server"]),
+        "started_at": call["started_at"],
+        "duration_ms": call["duration_ms"],
+        "status": call["status"],
         "rule_ids": list(
             dict.fromkeys(rule for card in cards if (rule := _rule_id(card)))
         ),
@@ -59,9 +75,9 @@ async def record_invocation(
     issued = [
         card_row
         for card in cards
-        if (card_row := _issued_card(card, service_id, card_sides)) is not None
+        if (card_row := _issued_card(card, service_id, call["card_sides"])) is not None
     ]
-    await repositories.insert_invocation(session, invocation=row, cards=issued)
+    return row, issued
 
 
 def _host(url: str | None) -> str | None:

@@ -2,17 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 import time
-import weakref
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import cast
 
 from pydantic import ValidationError
-from sqlalchemy.exc import SQLAlchemyError
 
 from app.api.cds.schemas import (
     CdsRequest,
@@ -42,7 +38,7 @@ from app.fhir.prefetch import (
 from app.security.allowlist import check_fhir_server
 from app.security.clients import RegisteredClient
 from app.security.errors import FhirServerNotAllowed
-from app.services.audit import record_invocation
+from app.services.audit import audit_rows
 from app.state import AppState
 from app.workup.engine import LinkConfig, WorkupInput, WorkupResult, run_workup
 from app.workup.jsontypes import JsonObject
@@ -61,25 +57,6 @@ class HookCall:
     service: ServiceDef
     request: CdsRequest
     client: RegisteredClient | None
-
-
-# One audit writer at a time per event loop on SQLite: the file has a single write lock, and N connections
-# polling for it (busy_timeout backs off in sleeps up to 100 ms) stretch every transaction under load until
-# some exceed the timeout and the row is lost (audit_write_failed at concurrency 32). Queued here, writers
-# wait in FIFO order on the event loop instead. PostgreSQL takes concurrent inserts as they come.
-_sqlite_audit_locks: weakref.WeakKeyDictionary[
-    asyncio.AbstractEventLoop, asyncio.Lock
-] = weakref.WeakKeyDictionary()
-
-
-def _audit_slot(state: AppState) -> contextlib.AbstractAsyncContextManager[object]:
-    if state.engine.dialect.name != "sqlite":
-        return contextlib.nullcontext()
-    loop = asyncio.get_running_loop()
-    lock = _sqlite_audit_locks.get(loop)
-    if lock is None:
-        lock = _sqlite_audit_locks[loop] = asyncio.Lock()
-    return lock
 
 
 def parse_context(hook: str, context: dict[str, object]) -> PatientViewContext:
@@ -214,9 +191,8 @@ async def _audit(
 ) -> None:
     duration_ms = (time.perf_counter() - t0) * 1000
     try:
-        async with _audit_slot(state), state.sessionmaker() as session:
-            await record_invocation(
-                session,
+        await state.audit.write(
+            audit_rows(
                 hook_instance=call.request.hook_instance,
                 service_id=call.service.id,
                 hook=call.service.hook,
@@ -230,8 +206,8 @@ async def _audit(
                 cards=cards,
                 card_sides=sides,
             )
-            await session.commit()
-    except (SQLAlchemyError, OSError) as exc:
+        )
+    except Exception as exc:
         # Decision support must not fail because the audit store is down; the gap is logged and counted.
         count_audit_failure(call.service.id)
         logger.error(

@@ -23,6 +23,7 @@ from app.config import AuthMode
 from app.db.models import CardFeedback
 from app.db.session import create_engine, create_sessionmaker
 from app.main import create_app
+from app.services.audit_writer import AuditWriter
 from app.services.clients import add_client
 from tests.api.requests import hook_request, left_whole_leg_swelling_negative_duplex
 from tests.fixtures.app import BASE_URL, SettingsFactory, app_state
@@ -67,7 +68,7 @@ class Outage:
 
     def __init__(self, app: FastAPI, target: DatabaseTarget, tmp_path: Path) -> None:
         self.state = app_state(app)
-        self.saved = (self.state.engine, self.state.sessionmaker)
+        self.saved = (self.state.engine, self.state.sessionmaker, self.state.audit)
         self.target = target
         self.tmp_path = tmp_path
 
@@ -76,11 +77,15 @@ class Outage:
         broken = create_engine(
             unreachable_url(self.target, self.tmp_path), schema=schema
         )
+        audit = AuditWriter(broken)
+        await audit.start()
         self.state.engine, self.state.sessionmaker = broken, create_sessionmaker(broken)
+        self.state.audit = audit
 
     async def end(self) -> None:
+        await self.state.audit.close()
         await self.state.engine.dispose()
-        self.state.engine, self.state.sessionmaker = self.saved
+        self.state.engine, self.state.sessionmaker, self.state.audit = self.saved
 
 
 def hook_with_cards() -> dict[str, Any]:

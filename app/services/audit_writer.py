@@ -1,0 +1,197 @@
+"""Group commit for audit rows: each hook call hands its rows over and waits until they are committed.
+
+A hook call's audit rows are committed before its answer leaves (feedback on a card may arrive right after the
+card, and is refused for a card the store does not know). Writing them one transaction per call costs more than
+the rest of a call: on SQLite every statement hops to aiosqlite's thread and back, and the file has one write lock
+that the workers queue on. Here each process has one writer: calls queue their rows, the writer takes everything
+queued so far into one transaction, commits, then settles every waiting call. Under load one commit carries many
+calls; alone, a call pays one hand-over.
+
+SQLite is written from the writer's own thread with the stdlib driver (no per-statement hops); PostgreSQL is
+written from a task on the event loop with asyncpg (already asynchronous). If a batch fails, its calls are written
+again one by one when the database refused a row (constraint, value), so one bad call does not take the others with
+it; a call whose rows cannot be written gets the exception (the caller logs and counts the gap, as before).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import queue
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import DataError, IntegrityError
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from app.db import repositories
+from app.db.repositories import AuditRows
+from app.db.session import create_sync_sqlite_engine
+
+logger = logging.getLogger("iliac_cds.audit")
+
+# Upper bound on the calls one transaction carries (bounds the transaction's size and the time a lock is held).
+MAX_BATCH = 128
+
+
+@dataclass
+class _Pending:
+    rows: AuditRows
+    loop: asyncio.AbstractEventLoop
+    done: asyncio.Future[None] = field(repr=False)
+
+
+class AuditWriter:
+    """Writes audit rows in batches for one process; `write` returns once the rows are committed."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
+        self._sqlite = engine.dialect.name == "sqlite"
+        self._closed = False
+        # SQLite: a thread fed by a thread-safe queue. PostgreSQL: a task fed by an asyncio queue.
+        self._thread_queue: queue.SimpleQueue[_Pending | None] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self._sync_engine: Engine | None = None
+        self._task_queue: asyncio.Queue[_Pending] | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        if self._sqlite:
+            self._sync_engine = create_sync_sqlite_engine(self.engine)
+            self._thread = threading.Thread(
+                target=self._run_thread, name="iliac-cds-audit-writer", daemon=True
+            )
+            self._thread.start()
+        else:
+            self._task_queue = asyncio.Queue()
+            self._task = asyncio.create_task(
+                self._run_task(self._task_queue), name="iliac-cds-audit-writer"
+            )
+
+    async def write(self, rows: AuditRows) -> None:
+        """Queue one call's rows and wait for their commit; raises what the database raised."""
+        if self._closed:
+            raise RuntimeError("audit writer is closed")
+        loop = asyncio.get_running_loop()
+        pending = _Pending(rows, loop, loop.create_future())
+        if self._task_queue is not None:
+            self._task_queue.put_nowait(pending)
+        else:
+            self._thread_queue.put(pending)
+        # A caller cancelled here (client gone) cancels only its wait: the writer commits the rows anyway.
+        await pending.done
+
+    async def close(self) -> None:
+        """Writes what is queued, then stops (shutdown loses nothing that was handed over)."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._thread is not None:
+            self._thread_queue.put(None)
+            await asyncio.to_thread(self._thread.join)
+        if self._task is not None and self._task_queue is not None:
+            await self._task_queue.join()
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    # SQLite: the writer thread.
+
+    def _run_thread(self) -> None:
+        engine = self._sync_engine
+        assert engine is not None
+        try:
+            while True:
+                first = self._thread_queue.get()
+                if first is None:
+                    return
+                batch, stop = self._drain(first)
+                self._write_sync(engine, batch)
+                if stop:
+                    return
+        finally:
+            engine.dispose()  # in this thread: sqlite3 connections belong to the thread that opened them
+
+    def _drain(self, first: _Pending) -> tuple[list[_Pending], bool]:
+        batch = [first]
+        while len(batch) < MAX_BATCH:
+            try:
+                item = self._thread_queue.get_nowait()
+            except queue.Empty:
+                break
+            if item is None:
+                return batch, True
+            batch.append(item)
+        return batch, False
+
+    def _write_sync(self, engine: Engine, batch: list[_Pending]) -> None:
+        try:
+            with engine.begin() as connection:
+                repositories.insert_invocations(connection, [p.rows for p in batch])
+        except Exception as exc:
+            if len(batch) == 1 or not _row_error(exc):
+                _settle(batch, exc)
+                return
+            for pending in batch:  # isolate the bad call; the others are still written
+                self._write_sync(engine, [pending])
+            return
+        _settle(batch, None)
+
+    # PostgreSQL: the writer task.
+
+    async def _run_task(self, source: asyncio.Queue[_Pending]) -> None:
+        while True:
+            batch = [await source.get()]
+            while len(batch) < MAX_BATCH and not source.empty():
+                batch.append(source.get_nowait())
+            try:
+                await self._write_async(batch)
+            finally:
+                for _ in batch:
+                    source.task_done()
+
+    async def _write_async(self, batch: list[_Pending]) -> None:
+        try:
+            async with self.engine.begin() as connection:
+                await repositories.insert_invocations_async(
+                    connection, [p.rows for p in batch]
+                )
+        except Exception as exc:
+            if len(batch) == 1 or not _row_error(exc):
+                _settle(batch, exc)
+                return
+            for pending in batch:
+                await self._write_async([pending])
+            return
+        _settle(batch, None)
+
+
+def _row_error(exc: Exception) -> bool:
+    # A constraint or a value the database refused is one call's fault: write the others without it. Anything
+    # else (database unreachable, locked, disk full) would fail each of them again.
+    return isinstance(exc, IntegrityError | DataError)
+
+
+def _settle(batch: Sequence[_Pending], error: BaseException | None) -> None:
+    for pending in batch:
+        try:
+            pending.loop.call_soon_threadsafe(_resolve, pending.done, error)
+        except (
+            RuntimeError
+        ):  # the caller's event loop is closed: nobody is waiting any more
+            logger.warning("audit_waiter_gone")
+
+
+def _resolve(done: asyncio.Future[None], error: BaseException | None) -> None:
+    if done.done():
+        return
+    if error is None:
+        done.set_result(None)
+    else:
+        done.set_exception(error)
+
+
+__all__ = ["MAX_BATCH", "AuditWriter"]

@@ -1,0 +1,188 @@
+"""The audit writer: rows are committed before `write` returns, concurrent calls share commits, a refused row
+fails only its own call, and closing commits what was queued."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator, Sequence
+
+import pytest
+from sqlalchemy import select
+from sqlalchemy.engine import Connection
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
+
+from app.db import repositories
+from app.db.models import HookInvocation
+from app.db.repositories import AuditRows
+from app.services import audit_writer
+from app.services.audit import audit_rows
+from app.services.audit_writer import AuditWriter
+from tests.db.factories import HMAC_KEY, SERVICE_ID, STARTED_AT, make_card
+
+pytestmark = pytest.mark.db
+
+
+def call_rows(
+    hook_instance: str, cards: list[dict[str, object]] | None = None
+) -> AuditRows:
+    cards = cards if cards is not None else [make_card(rule_id="R01")]
+    return audit_rows(
+        hook_instance=hook_instance,
+        service_id=SERVICE_ID,
+        hook="patient-view",
+        patient_id="synthetic-patient-1",
+        hmac_key=HMAC_KEY,
+        client_iss=None,
+        fhir_server=None,
+        started_at=STARTED_AT,
+        duration_ms=3.0,
+        status=200,
+        cards=cards,
+        card_sides={},
+    )
+
+
+@pytest.fixture
+async def writer(db_engine: AsyncEngine) -> AsyncIterator[AuditWriter]:
+    writer = AuditWriter(db_engine)
+    await writer.start()
+    yield writer
+    await writer.close()
+
+
+async def stored(engine: AsyncEngine, prefix: str) -> dict[str, int]:
+    """hook_instance -> number of issued_card rows, for invocations whose hook_instance starts with prefix."""
+    async with AsyncSession(engine) as session:
+        counts: dict[str, int] = {}
+        for instance in await _instances(session, prefix):
+            [invocation] = await repositories.get_invocations_by_hook_instance(
+                session, hook_instance=instance
+            )
+            cards = await repositories.get_issued_cards(
+                session, invocation_id=invocation.id
+            )
+            counts[instance] = len(cards)
+        return counts
+
+
+async def _instances(session: AsyncSession, prefix: str) -> list[str]:
+    result = await session.scalars(
+        select(HookInvocation.hook_instance).where(
+            HookInvocation.hook_instance.startswith(prefix)
+        )
+    )
+    return list(result)
+
+
+def record_batches(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Spies on the batch sizes the writer commits (both backends' insert functions)."""
+    sizes: list[int] = []
+    sync_insert = repositories.insert_invocations
+    async_insert = repositories.insert_invocations_async
+
+    def spy_sync(connection: Connection, batch: Sequence[AuditRows]) -> None:
+        sizes.append(len(batch))
+        sync_insert(connection, batch)
+
+    async def spy_async(
+        connection: AsyncConnection, batch: Sequence[AuditRows]
+    ) -> None:
+        sizes.append(len(batch))
+        await async_insert(connection, batch)
+
+    monkeypatch.setattr(repositories, "insert_invocations", spy_sync)
+    monkeypatch.setattr(repositories, "insert_invocations_async", spy_async)
+    return sizes
+
+
+class TestAuditWriter:
+    async def test_rows_are_committed_when_write_returns(
+        self, writer: AuditWriter, db_engine: AsyncEngine
+    ) -> None:
+        prefix = f"aw-one-{uuid.uuid4()}"
+        cards = [make_card(rule_id="R01"), make_card(rule_id="R02")]
+
+        await writer.write(call_rows(prefix, cards))
+
+        # Read through another connection: committed, not merely flushed.
+        assert await stored(db_engine, prefix) == {prefix: 2}
+
+    async def test_concurrent_calls_share_transactions_and_all_are_stored(
+        self,
+        writer: AuditWriter,
+        db_engine: AsyncEngine,
+        monkeypatch: pytest.MonkeyPatch,
+    ) -> None:
+        sizes = record_batches(monkeypatch)
+        prefix = f"aw-many-{uuid.uuid4()}"
+        instances = [f"{prefix}-{i:03d}" for i in range(60)]
+
+        await asyncio.gather(*(writer.write(call_rows(i)) for i in instances))
+
+        assert await stored(db_engine, prefix) == dict.fromkeys(instances, 1)
+        assert sum(sizes) == 60
+        assert max(sizes) > 1, f"no group commit: {sizes}"
+        assert len(sizes) < 60
+        assert max(sizes) <= audit_writer.MAX_BATCH
+
+    async def test_a_refused_row_fails_only_its_own_call(
+        self, writer: AuditWriter, db_engine: AsyncEngine
+    ) -> None:
+        prefix = f"aw-bad-{uuid.uuid4()}"
+        taken = make_card(rule_id="R01")
+        await writer.write(call_rows(f"{prefix}-first", [taken]))
+
+        results = await asyncio.gather(
+            writer.write(call_rows(f"{prefix}-a")),
+            writer.write(
+                call_rows(f"{prefix}-dup", [taken])
+            ),  # card uuid already stored
+            writer.write(call_rows(f"{prefix}-b")),
+            return_exceptions=True,
+        )
+
+        assert results[0] is None
+        assert isinstance(results[1], IntegrityError)
+        assert results[2] is None
+        assert await stored(db_engine, prefix) == {
+            f"{prefix}-first": 1,
+            f"{prefix}-a": 1,
+            f"{prefix}-b": 1,
+        }
+
+    async def test_close_commits_what_was_queued_and_refuses_later_writes(
+        self, db_engine: AsyncEngine
+    ) -> None:
+        writer = AuditWriter(db_engine)
+        await writer.start()
+        prefix = f"aw-close-{uuid.uuid4()}"
+        waiting = [
+            asyncio.ensure_future(writer.write(call_rows(f"{prefix}-{i}")))
+            for i in range(10)
+        ]
+        await asyncio.sleep(0)  # every write is queued
+
+        await writer.close()
+
+        await asyncio.gather(*waiting)
+        assert len(await stored(db_engine, prefix)) == 10
+        with pytest.raises(RuntimeError, match="closed"):
+            await writer.write(call_rows(f"{prefix}-late"))
+
+    async def test_a_cancelled_caller_does_not_cancel_its_rows(
+        self, writer: AuditWriter, db_engine: AsyncEngine
+    ) -> None:
+        prefix = f"aw-cancel-{uuid.uuid4()}"
+        task = asyncio.ensure_future(writer.write(call_rows(prefix)))
+        await asyncio.sleep(0)
+
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        await writer.write(
+            call_rows(f"{prefix}-after")
+        )  # queued behind it: committed after it
+
+        assert await stored(db_engine, prefix) == {prefix: 1, f"{prefix}-after": 1}
