@@ -17,7 +17,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import logging
+import os
 import queue
 import threading
 from collections.abc import Sequence
@@ -57,10 +59,16 @@ class AuditWriter:
         self._sync_engine: Engine | None = None
         self._task_queue: asyncio.Queue[_Pending] | None = None
         self._task: asyncio.Task[None] | None = None
+        self._file_lock: contextlib.AbstractContextManager[object] = (
+            contextlib.nullcontext()
+        )
 
     async def start(self) -> None:
         if self._sqlite:
             self._sync_engine = create_sync_sqlite_engine(self.engine)
+            self._file_lock = WriterFileLock(
+                f"{self._sync_engine.url.database}-audit.lock"
+            )
             self._thread = threading.Thread(
                 target=self._run_thread, name="iliac-cds-audit-writer", daemon=True
             )
@@ -114,6 +122,8 @@ class AuditWriter:
                     return
         finally:
             engine.dispose()  # in this thread: sqlite3 connections belong to the thread that opened them
+            if isinstance(self._file_lock, WriterFileLock):
+                self._file_lock.close()
 
     def _drain(self, first: _Pending) -> tuple[list[_Pending], bool]:
         batch = [first]
@@ -129,7 +139,7 @@ class AuditWriter:
 
     def _write_sync(self, engine: Engine, batch: list[_Pending]) -> None:
         try:
-            with engine.begin() as connection:
+            with self._file_lock, engine.begin() as connection:
                 repositories.insert_invocations(connection, [p.rows for p in batch])
         except Exception as exc:
             if len(batch) == 1 or not _row_error(exc):
@@ -169,6 +179,37 @@ class AuditWriter:
         _settle(batch, None)
 
 
+class WriterFileLock:
+    """An exclusive flock(2) on a file next to the SQLite database, held around each audit transaction.
+
+    SQLite's own busy handler polls for the write lock with sleeps of 1 to 100 ms; the workers' writers instead
+    queue in the kernel and the next one starts the moment the lock is released. Without the lock file (its
+    directory missing), the transaction goes ahead and SQLite reports what is wrong.
+    """
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._fd: int | None = None
+
+    def __enter__(self) -> object:
+        if self._fd is None:
+            try:
+                self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+            except OSError:
+                return self
+        fcntl.flock(self._fd, fcntl.LOCK_EX)
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        if self._fd is not None:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+
+    def close(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+
 def _row_error(exc: Exception) -> bool:
     # A constraint or a value the database refused is one call's fault: write the others without it. Anything
     # else (database unreachable, locked, disk full) would fail each of them again.
@@ -194,4 +235,4 @@ def _resolve(done: asyncio.Future[None], error: BaseException | None) -> None:
         done.set_exception(error)
 
 
-__all__ = ["MAX_BATCH", "AuditWriter"]
+__all__ = ["MAX_BATCH", "AuditWriter", "WriterFileLock"]

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import AsyncIterator, Sequence
+from pathlib import Path
 
 import pytest
 from sqlalchemy import select
@@ -14,12 +15,15 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 
 from app.db import repositories
+from app.db.migrate import upgrade_database
 from app.db.models import HookInvocation
 from app.db.repositories import AuditRows
+from app.db.session import create_engine
 from app.services import audit_writer
 from app.services.audit import audit_rows
-from app.services.audit_writer import AuditWriter
+from app.services.audit_writer import AuditWriter, WriterFileLock
 from tests.db.factories import HMAC_KEY, SERVICE_ID, STARTED_AT, make_card
+from tests.fixtures.database import run_outside_loop
 
 pytestmark = pytest.mark.db
 
@@ -186,3 +190,52 @@ class TestAuditWriter:
         )  # queued behind it: committed after it
 
         assert await stored(db_engine, prefix) == {prefix: 1, f"{prefix}-after": 1}
+
+
+class TestSqliteWorkers:
+    """Several workers (one writer each) on one SQLite file queue on a file lock, not on SQLite's polling."""
+
+    @pytest.fixture
+    async def engine(self, tmp_path: Path) -> AsyncIterator[AsyncEngine]:
+        url = f"sqlite+aiosqlite:///{tmp_path}/workers.db"
+        run_outside_loop(lambda: upgrade_database(url))
+        engine = create_engine(url)
+        yield engine
+        await engine.dispose()
+
+    async def test_writers_of_two_workers_store_every_row(
+        self, engine: AsyncEngine
+    ) -> None:
+        first, second = AuditWriter(engine), AuditWriter(engine)
+        await first.start()
+        await second.start()
+        try:
+            await asyncio.gather(
+                *(
+                    (first if i % 2 else second).write(call_rows(f"w2-{i:03d}"))
+                    for i in range(80)
+                )
+            )
+        finally:
+            await first.close()
+            await second.close()
+
+        assert len(await stored(engine, "w2-")) == 80
+
+    async def test_a_transaction_waits_for_the_lock_holder(
+        self, engine: AsyncEngine, tmp_path: Path
+    ) -> None:
+        writer = AuditWriter(engine)
+        await writer.start()
+        lock = WriterFileLock(f"{tmp_path}/workers.db-audit.lock")
+        try:
+            with lock:  # another worker's transaction
+                pending = asyncio.ensure_future(writer.write(call_rows("locked-1")))
+                await asyncio.sleep(0.3)
+                assert not pending.done()
+                assert await stored(engine, "locked-") == {}
+            await pending
+            assert await stored(engine, "locked-") == {"locked-1": 1}
+        finally:
+            lock.close()
+            await writer.close()
