@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import functools
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 from functools import cached_property
+from typing import TypeVar, cast
 
 from app.catalog.index import Catalog
 from app.workup.derived_devices import DevicePredicates, Ivus, StentDraft, date_key
@@ -52,6 +55,27 @@ class Cause:
     fact: Fact
 
 
+_Method = TypeVar("_Method", bound=Callable[..., object])
+
+
+def per_call(method: _Method) -> _Method:
+    """Remembers a predicate's answer for this request: the facts never change after extraction, and rules ask
+    the same questions many times (several rules ask DVT_ACTIVE(leg), for one). Arguments must be hashable and
+    answers immutable (tuples, facts, dates)."""
+    name = method.__name__
+
+    @functools.wraps(method)
+    def remembered(self: Derived, *args: object, **kwargs: object) -> object:
+        key = (name, args, tuple(sorted(kwargs.items())) if kwargs else ())
+        try:
+            return self._answers[key]
+        except KeyError:
+            answer = self._answers[key] = method(self, *args, **kwargs)
+            return answer
+
+    return cast(_Method, remembered)
+
+
 class Derived(DevicePredicates):
     """Predicates over one request's facts, evaluated at `now` with the catalogue's windows."""
 
@@ -61,6 +85,7 @@ class Derived(DevicePredicates):
         self.now = now
         self.windows = catalog.settings.windows
         self.thresholds = catalog.settings.thresholds
+        self._answers: dict[tuple[object, ...], object] = {}
 
     # -- helpers -------------------------------------------------------------------------------
     def age(self, fact: Fact) -> int | None:
@@ -82,10 +107,12 @@ class Derived(DevicePredicates):
             unsided and fact.side is None and not fact.laterality_conflict
         )
 
+    @per_call
     def _record(self, *kinds: str) -> tuple[Fact, ...]:
         return tuple(f for f in self.facts.of(*kinds) if not f.draft)
 
     # -- symptoms ------------------------------------------------------------------------------
+    @per_call
     def symptom_facts(self, leg: Side) -> tuple[Fact, ...]:
         """Facts that make SYMPTOMATIC(leg) true."""
         return tuple(
@@ -112,6 +139,7 @@ class Derived(DevicePredicates):
     def symptomatic(self, leg: Side) -> bool:
         return bool(self.symptom_facts(leg))
 
+    @per_call
     def current_symptoms(self, leg: Side) -> tuple[Fact, ...]:
         """Symptoms still active, or documented within the symptom window (R01: onset <= 6 months)."""
         return tuple(
@@ -120,6 +148,7 @@ class Derived(DevicePredicates):
             if f.is_active or self.within(f, self.windows.symptom_recent_days)
         )
 
+    @per_call
     def symptom_onset(self, leg: Side) -> datetime | None:
         """Current symptom onset: the latest onset of an active symptom or a symptom-onset record."""
         # Only a Condition's onset dates a symptom; an Observation's date is when it was documented.
@@ -140,6 +169,7 @@ class Derived(DevicePredicates):
     def bilateral_symptoms(self) -> bool:
         return self.symptomatic(Side.LEFT) and self.symptomatic(Side.RIGHT)
 
+    @per_call
     def minimal_or_no_symptoms(self, leg: Side) -> bool:
         """No symptoms, or only CEAP C0-C2-level disease without documented QoL impact."""
         symptoms = self.symptom_facts(leg)
@@ -163,6 +193,7 @@ class Derived(DevicePredicates):
             for f in self._record("qol-impact")
         )
 
+    @per_call
     def whole_leg_swelling(self, leg: Side) -> tuple[Fact, ...]:
         """WHOLE_LEG_SWELLING(leg): extent = whole leg, or swelling recorded at thigh level."""
         return tuple(
@@ -173,6 +204,7 @@ class Derived(DevicePredicates):
         )
 
     # -- DVT -----------------------------------------------------------------------------------
+    @per_call
     def thrombus_results(self, leg: Side | None) -> tuple[Fact, ...]:
         """Final imaging results on `leg` (None: with no usable side) that state thrombus present or absent."""
         return tuple(
@@ -200,6 +232,7 @@ class Derived(DevicePredicates):
         """DVT_ACTIVE with no usable side (R00a): still a DVT for side-independent safety rules (R05a/R05c)."""
         return self._dvt(None, segment)
 
+    @per_call
     def _dvt(
         self, leg: Side | None, segment: frozenset[str] | None
     ) -> tuple[Fact, ...]:
@@ -297,6 +330,7 @@ class Derived(DevicePredicates):
             onset, self.now
         )
 
+    @per_call
     def dvt_excluded_fempop(self, leg: Side, *, unsided: bool = False) -> Fact | None:
         """DVT_EXCLUDED_FEMPOP(leg): the latest final negative leg duplex within W_DUPLEX."""
         negatives = [
@@ -311,6 +345,7 @@ class Derived(DevicePredicates):
         ]
         return max(negatives, key=date_key) if negatives else None
 
+    @per_call
     def pelvic_xsec(
         self, leg: Side | None, days: int | None = None
     ) -> tuple[Fact, ...]:
@@ -325,6 +360,7 @@ class Derived(DevicePredicates):
             and self.within(f, window)
         )
 
+    @per_call
     def dvt_excluding_xsec(self, leg: Side) -> Fact | None:
         """A negative CT/MR venography (pelvis, or leg runoff) within W_XSEC excludes DVT for R01."""
         runoff = [
@@ -338,6 +374,7 @@ class Derived(DevicePredicates):
         found = [f for f in (*self.pelvic_xsec(leg), *runoff) if f.value == NEGATIVE]
         return max(found, key=date_key) if found else None
 
+    @per_call
     def cfv_abnormal(self, leg: Side, *, unsided: bool = False) -> Fact | None:
         """CFV_ABNORMAL(leg): continuous/non-phasic/asymmetric CFV flow on a final duplex in W_DUPLEX."""
         for fact in sorted(self._record("cfv-waveform"), key=date_key, reverse=True):
@@ -354,6 +391,7 @@ class Derived(DevicePredicates):
                 return fact
         return None
 
+    @per_call
     def iliac_us_adequate_negative(self, leg: Side) -> Fact | None:
         """ILIAC_US_ADEQUATE_NEGATIVE(leg): iliac veins adequately seen and negative (returns the study)."""
         seen = [
@@ -425,6 +463,7 @@ class Derived(DevicePredicates):
     def pregnant(self) -> bool:
         return any(f.is_active and not f.draft for f in self.facts.tagged("pregnancy"))
 
+    @per_call
     def pelvic_mass(self, leg: Side) -> tuple[Fact, ...]:
         """PELVIC_MASS(leg): mass, pelvic lymphadenopathy or extrinsic compression on that side."""
         masses = [
@@ -439,6 +478,7 @@ class Derived(DevicePredicates):
         ]
         return tuple(masses)
 
+    @per_call
     def stent_etiology(self, leg: Side) -> str:
         """NIVL vs post-thrombotic for a stented leg (recorded etiology first, else VTE_HISTORY)."""
         recorded = [
