@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any, TypeVar
 
-from sqlalchemy import create_engine as sa_create_engine
 from sqlalchemy import event
 from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.ext.asyncio import (
@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import (
     async_sessionmaker,
     create_async_engine,
 )
-from sqlalchemy.pool import ConnectionPoolEntry, SingletonThreadPool
+from sqlalchemy.pool import ConnectionPoolEntry
 
 T = TypeVar("T")
 
@@ -59,26 +59,34 @@ def create_engine(url: str, *, schema: str | None = None) -> AsyncEngine:
     )
 
 
-def create_sync_sqlite_engine(engine: AsyncEngine) -> Engine:
-    """A blocking (stdlib sqlite3) engine on the same database file, configured like `engine`.
+def connect_sqlite(engine: AsyncEngine) -> sqlite3.Connection:
+    """A plain stdlib sqlite3 connection to `engine`'s database file, configured like the engine's connections.
 
     For the audit writer's thread: aiosqlite hands every statement to its own thread and back, which costs more
-    than the SQL; one hop per batch to a thread that runs plain sqlite3 is cheaper.
+    than the SQL. The connection is in autocommit mode: the caller emits BEGIN IMMEDIATE and COMMIT itself.
     """
     url = engine.url
     if url.get_backend_name() != "sqlite":
-        raise ValueError("create_sync_sqlite_engine needs a SQLite engine")
+        raise ValueError("connect_sqlite needs a SQLite engine")
     if url.database in (None, "", ":memory:"):
         raise ValueError(
             "an in-memory SQLite database cannot be shared with a second connection"
         )
-    sync_engine = sa_create_engine(
-        url.set(drivername="sqlite"),
-        hide_parameters=True,
-        poolclass=SingletonThreadPool,
-    )
-    _configure_sqlite(sync_engine)
-    return sync_engine
+    connection = sqlite3.connect(url.database, isolation_level=None)
+    try:
+        for pragma in SQLITE_PRAGMAS:
+            connection.execute(pragma)
+    except BaseException:
+        connection.close()
+        raise
+    return connection
+
+
+SQLITE_PRAGMAS = (
+    "PRAGMA journal_mode=WAL",
+    f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}",
+    "PRAGMA foreign_keys=ON",
+)
 
 
 def _configure_sqlite(engine: Engine) -> None:
@@ -88,9 +96,8 @@ def _configure_sqlite(engine: Engine) -> None:
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
         try:
-            cursor.execute("PRAGMA journal_mode=WAL")
-            cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
-            cursor.execute("PRAGMA foreign_keys=ON")
+            for pragma in SQLITE_PRAGMAS:
+                cursor.execute(pragma)
         finally:
             cursor.close()
 

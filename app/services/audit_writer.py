@@ -7,7 +7,8 @@ that the workers queue on. Here each process has one writer: calls queue their r
 queued so far into one transaction, commits, then settles every waiting call. Under load one commit carries many
 calls; alone, a call pays one hand-over.
 
-SQLite is written from the writer's own thread with the stdlib driver (no per-statement hops); PostgreSQL is
+SQLite is written from the writer's own thread on a plain sqlite3 connection (no per-statement hops, no
+SQLAlchemy execution layer: `repositories.SqliteAuditInserter`); PostgreSQL is
 written from a task on the event loop with asyncpg (already asynchronous). If a batch fails, its calls are written
 again one by one when the database refused a row (constraint, value), so one bad call does not take the others with
 it; a call whose rows cannot be written gets the exception (the caller logs and counts the gap, as before).
@@ -21,17 +22,17 @@ import fcntl
 import logging
 import os
 import queue
+import sqlite3
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DataError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.db import repositories
 from app.db.repositories import AuditRows
-from app.db.session import create_sync_sqlite_engine
+from app.db.session import connect_sqlite
 
 logger = logging.getLogger("iliac_cds.audit")
 
@@ -56,7 +57,8 @@ class AuditWriter:
         # SQLite: a thread fed by a thread-safe queue. PostgreSQL: a task fed by an asyncio queue.
         self._thread_queue: queue.SimpleQueue[_Pending | None] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
-        self._sync_engine: Engine | None = None
+        self._sqlite_connection: sqlite3.Connection | None = None
+        self._inserter = repositories.SqliteAuditInserter()
         self._task_queue: asyncio.Queue[_Pending] | None = None
         self._task: asyncio.Task[None] | None = None
         self._file_lock: contextlib.AbstractContextManager[object] = (
@@ -65,10 +67,7 @@ class AuditWriter:
 
     async def start(self) -> None:
         if self._sqlite:
-            self._sync_engine = create_sync_sqlite_engine(self.engine)
-            self._file_lock = WriterFileLock(
-                f"{self._sync_engine.url.database}-audit.lock"
-            )
+            self._file_lock = WriterFileLock(f"{self.engine.url.database}-audit.lock")
             self._thread = threading.Thread(
                 target=self._run_thread, name="iliac-cds-audit-writer", daemon=True
             )
@@ -109,19 +108,19 @@ class AuditWriter:
     # SQLite: the writer thread.
 
     def _run_thread(self) -> None:
-        engine = self._sync_engine
-        assert engine is not None
         try:
             while True:
                 first = self._thread_queue.get()
                 if first is None:
                     return
                 batch, stop = self._drain(first)
-                self._write_sync(engine, batch)
+                self._write_sync(batch)
                 if stop:
                     return
         finally:
-            engine.dispose()  # in this thread: sqlite3 connections belong to the thread that opened them
+            # In this thread: a sqlite3 connection belongs to the thread that opened it.
+            if self._sqlite_connection is not None:
+                self._sqlite_connection.close()
             if isinstance(self._file_lock, WriterFileLock):
                 self._file_lock.close()
 
@@ -137,18 +136,32 @@ class AuditWriter:
             batch.append(item)
         return batch, False
 
-    def _write_sync(self, engine: Engine, batch: list[_Pending]) -> None:
+    def _write_sync(self, batch: list[_Pending]) -> None:
         try:
-            with self._file_lock, engine.begin() as connection:
-                repositories.insert_invocations(connection, [p.rows for p in batch])
+            with self._file_lock:
+                self._transaction(batch)
         except Exception as exc:
             if len(batch) == 1 or not _row_error(exc):
                 _settle(batch, exc)
                 return
             for pending in batch:  # isolate the bad call; the others are still written
-                self._write_sync(engine, [pending])
+                self._write_sync([pending])
             return
         _settle(batch, None)
+
+    def _transaction(self, batch: list[_Pending]) -> None:
+        if self._sqlite_connection is None:
+            self._sqlite_connection = connect_sqlite(self.engine)
+        connection = self._sqlite_connection
+        connection.execute("BEGIN IMMEDIATE")
+        try:
+            self._inserter.insert(connection, [p.rows for p in batch])
+            connection.execute("COMMIT")
+        except BaseException:
+            if connection.in_transaction:
+                with contextlib.suppress(sqlite3.Error):
+                    connection.execute("ROLLBACK")
+            raise
 
     # PostgreSQL: the writer task.
 
@@ -213,7 +226,10 @@ class WriterFileLock:
 def _row_error(exc: Exception) -> bool:
     # A constraint or a value the database refused is one call's fault: write the others without it. Anything
     # else (database unreachable, locked, disk full) would fail each of them again.
-    return isinstance(exc, IntegrityError | DataError)
+    return isinstance(
+        exc,
+        IntegrityError | DataError | sqlite3.IntegrityError | sqlite3.DataError,
+    )
 
 
 def _settle(batch: Sequence[_Pending], error: BaseException | None) -> None:

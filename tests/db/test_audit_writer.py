@@ -4,13 +4,13 @@ fails only its own call, and closing commits what was queued."""
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 import uuid
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 
 import pytest
 from sqlalchemy import select
-from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 
@@ -83,12 +83,16 @@ async def _instances(session: AsyncSession, prefix: str) -> list[str]:
 def record_batches(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     """Spies on the batch sizes the writer commits (both backends' insert functions)."""
     sizes: list[int] = []
-    sync_insert = repositories.insert_invocations
+    sync_insert = repositories.SqliteAuditInserter.insert
     async_insert = repositories.insert_invocations_async
 
-    def spy_sync(connection: Connection, batch: Sequence[AuditRows]) -> None:
+    def spy_sync(
+        self: repositories.SqliteAuditInserter,
+        connection: sqlite3.Connection,
+        batch: Sequence[AuditRows],
+    ) -> None:
         sizes.append(len(batch))
-        sync_insert(connection, batch)
+        sync_insert(self, connection, batch)
 
     async def spy_async(
         connection: AsyncConnection, batch: Sequence[AuditRows]
@@ -96,7 +100,7 @@ def record_batches(monkeypatch: pytest.MonkeyPatch) -> list[int]:
         sizes.append(len(batch))
         await async_insert(connection, batch)
 
-    monkeypatch.setattr(repositories, "insert_invocations", spy_sync)
+    monkeypatch.setattr(repositories.SqliteAuditInserter, "insert", spy_sync)
     monkeypatch.setattr(repositories, "insert_invocations_async", spy_async)
     return sizes
 
@@ -106,12 +110,37 @@ class TestAuditWriter:
         self, writer: AuditWriter, db_engine: AsyncEngine
     ) -> None:
         prefix = f"aw-one-{uuid.uuid4()}"
-        cards = [make_card(rule_id="R01"), make_card(rule_id="R02")]
+        cards = [
+            make_card(rule_id="R01"),
+            make_card(rule_id="R02", suggestion_ids=()),
+        ]
+        left = str(cards[0]["uuid"])
+        rows = call_rows(prefix, cards)
 
-        await writer.write(call_rows(prefix, cards))
+        await writer.write((rows[0], [{**rows[1][0], "side": "left"}, rows[1][1]]))
 
-        # Read through another connection: committed, not merely flushed.
-        assert await stored(db_engine, prefix) == {prefix: 2}
+        # Read back through the ORM on another connection: committed, and stored as the ORM stores it.
+        async with AsyncSession(db_engine) as session:
+            [invocation] = await repositories.get_invocations_by_hook_instance(
+                session, hook_instance=prefix
+            )
+            issued = await repositories.get_issued_cards(
+                session, invocation_id=invocation.id
+            )
+        assert invocation.started_at == STARTED_AT
+        assert invocation.started_at.tzinfo is not None
+        assert invocation.rule_ids == ["R01", "R02"]
+        assert (invocation.status, invocation.card_count) == (200, 2)
+        assert invocation.patient_hmac == rows[0]["patient_hmac"]
+        by_uuid = {card.uuid: card for card in issued}
+        assert set(by_uuid) == {str(c["uuid"]) for c in cards}
+        assert by_uuid[left].side == "left"
+        assert by_uuid[left].suggestion_uuids == rows[1][0]["suggestion_uuids"]
+        assert by_uuid[left].suggestion_uuids  # make_card offers suggestions
+        assert by_uuid[str(cards[1]["uuid"])].suggestion_uuids == []
+        assert (
+            by_uuid[left].override_reason_codes == rows[1][0]["override_reason_codes"]
+        )
 
     async def test_concurrent_calls_share_transactions_and_all_are_stored(
         self,
@@ -148,7 +177,7 @@ class TestAuditWriter:
         )
 
         assert results[0] is None
-        assert isinstance(results[1], IntegrityError)
+        assert isinstance(results[1], IntegrityError | sqlite3.IntegrityError)
         assert results[2] is None
         assert await stored(db_engine, prefix) == {
             f"{prefix}-first": 1,
