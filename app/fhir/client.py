@@ -1,10 +1,16 @@
-"""FHIR reads and searches against the CDS client's fhirServer: streamed, size-capped, paged, token kept on-site."""
+"""FHIR reads and searches against the CDS client's fhirServer: streamed, size-capped, paged, token kept on-site.
+
+Many queries can go out as one FHIR `batch` Bundle (POST [base]); a server that does not answer it with a usable
+batch-response is asked query by query instead, so the batch never changes what a query yields or how it fails.
+"""
 
 from __future__ import annotations
 
 import logging
 import re
 import time
+import weakref
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,6 +31,15 @@ logger = logging.getLogger("iliac_cds.fhir")
 
 FHIR_JSON = "application/fhir+json"
 _RESOURCE_TYPE = re.compile(r"[A-Z][A-Za-z]*")
+# How long a fhirServer that answered a batch with "not supported" is asked query by query without trying again.
+NO_BATCH_SECONDS = 600.0
+_NO_BATCH_MAX_SERVERS = 1024
+# Statuses by which a server says it does not take a batch Bundle at [base] (rather than "not now" or "not you").
+_BATCH_UNSUPPORTED_STATUSES = frozenset({400, 404, 405, 406, 415, 422, 501})
+# Per shared client (the app's, or a test's): fhirServer base URL -> monotonic time its batch was refused.
+_no_batch: weakref.WeakKeyDictionary[httpx.AsyncClient, dict[str, float]] = (
+    weakref.WeakKeyDictionary()
+)
 
 
 def create_http_client(
@@ -58,6 +73,15 @@ class _Progress:
     status_code: int | None = None
 
 
+class _NoBatch(Exception):
+    """The batch answer is unusable; `unsupported` when the server says it does not do batch at all."""
+
+    def __init__(self, why: str, *, unsupported: bool = False) -> None:
+        super().__init__(why)
+        self.why = why
+        self.unsupported = unsupported
+
+
 class FhirFetcher:
     """Runs prefetch queries against one fhirServer with one access token."""
 
@@ -83,6 +107,7 @@ class FhirFetcher:
         self._headers = {"Accept": FHIR_JSON}
         if access_token:
             self._headers["Authorization"] = f"Bearer {access_token}"
+        self._post_headers = {**self._headers, "Content-Type": FHIR_JSON}
         self._max_pages = max_pages
         self._max_response_bytes = max_response_bytes
 
@@ -98,11 +123,117 @@ class FhirFetcher:
         Raises:
             FhirError: a subclass naming the resource type and HTTP status, never the query.
         """
+        return await self._logged(query, None)
+
+    async def complete(self, query: str, first: dict[str, Any]) -> list[dict[str, Any]]:
+        """Like search(), for a query whose first answer came inside a batch (see first_answers()).
+
+        The batch entry is the first page: the same checks apply and the same `next` links are followed, within
+        the same page cap.
+        """
+        return await self._logged(query, first)
+
+    async def first_answers(
+        self, queries: Sequence[str]
+    ) -> list[dict[str, Any]] | None:
+        """Ask every query in one FHIR batch Bundle; return each query's first answer, in order.
+
+        Returns None when the batch gave nothing usable: the server does not do batch (remembered for
+        NO_BATCH_SECONDS), or the answer failed, was cut off, was not a batch-response of one 2xx entry per
+        query carrying the expected resource. The caller then runs search() per query, which yields the same
+        resources and the same errors as if no batch had been tried.
+        """
+        if not queries:
+            return []
+        key = str(self._base)
+        refused = _no_batch.get(self._client, {})
+        refused_at = refused.get(key)
+        if refused_at is not None:
+            if time.monotonic() - refused_at < NO_BATCH_SECONDS:
+                return None
+            refused.pop(key, None)
+        types = [_resource_type_of(query) for query in queries]
+        started = time.perf_counter()
+        try:
+            answers = await self._batch(queries, types)
+        except _NoBatch as no:
+            if no.unsupported:
+                self._remember_no_batch(key)
+            logger.info(
+                "fhir batch not used entries=%d reason=%s duration_ms=%.0f",
+                len(queries),
+                no.why,
+                (time.perf_counter() - started) * 1000,
+            )
+            return None
+        logger.info(
+            "fhir batch done entries=%d duration_ms=%.0f",
+            len(queries),
+            (time.perf_counter() - started) * 1000,
+        )
+        return answers
+
+    def _remember_no_batch(self, key: str) -> None:
+        refused = _no_batch.setdefault(self._client, {})
+        if len(refused) >= _NO_BATCH_MAX_SERVERS:
+            refused.pop(next(iter(refused)))
+        refused[key] = time.monotonic()
+
+    async def _batch(
+        self, queries: Sequence[str], types: Sequence[str]
+    ) -> list[dict[str, Any]]:
+        body = orjson.dumps(
+            {
+                "resourceType": "Bundle",
+                "type": "batch",
+                "entry": [
+                    {"request": {"method": "GET", "url": query}} for query in queries
+                ],
+            }
+        )
+        try:
+            async with self._client.stream(
+                "POST",
+                self._base,
+                content=body,
+                headers=self._post_headers,
+                follow_redirects=False,
+            ) as response:
+                status = response.status_code
+                if not response.is_success:
+                    raise _NoBatch(
+                        f"HTTP {status}",
+                        unsupported=status in _BATCH_UNSUPPORTED_STATUSES,
+                    )
+                raw = await self._read_capped(response, "batch")
+        except FhirResponseTooLarge:
+            raise _NoBatch("too large") from None
+        except httpx.HTTPError as exc:
+            raise _NoBatch(type(exc).__name__) from None
+        try:
+            answer = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            raise _NoBatch("not JSON") from None
+        if not is_resource(answer):
+            raise _NoBatch("not a FHIR resource")
+        if answer["resourceType"] != "Bundle" or answer.get("type") != "batch-response":
+            raise _NoBatch("not a batch-response", unsupported=True)
+        entries = answer.get("entry")
+        if not isinstance(entries, list) or len(entries) != len(queries):
+            raise _NoBatch("entries do not match the batch")
+        return [
+            _batch_answer(entry, query, resource_type)
+            for entry, query, resource_type in zip(entries, queries, types, strict=True)
+        ]
+
+    async def _logged(
+        self, query: str, first: dict[str, Any] | None
+    ) -> list[dict[str, Any]]:
         resource_type = _resource_type_of(query)
         progress = _Progress()
         started = time.perf_counter()
         try:
-            resources = await self._run(query, resource_type, progress)
+            resources = await self._run(query, resource_type, progress, first)
         except FhirError as err:
             logger.warning(
                 "fhir query failed resource_type=%s status=%s pages=%d duration_ms=%.0f error=%s",
@@ -123,15 +254,25 @@ class FhirFetcher:
         return resources
 
     async def _run(
-        self, query: str, resource_type: str, progress: _Progress
+        self,
+        query: str,
+        resource_type: str,
+        progress: _Progress,
+        first: dict[str, Any] | None,
     ) -> list[dict[str, Any]]:
-        url = httpx.URL(f"{self._base}/{query}")
-        if not self._within_base(url):
-            raise FhirUnavailable(
-                f"the {resource_type} query leaves fhirServer",
-                resource_type=resource_type,
-            )
-        body = await self._get_json(url, resource_type, progress)
+        if first is None:
+            url = httpx.URL(f"{self._base}/{query}")
+            if not self._within_base(url):
+                raise FhirUnavailable(
+                    f"the {resource_type} query leaves fhirServer",
+                    resource_type=resource_type,
+                )
+            body = await self._get_json(url, resource_type, progress)
+        else:
+            # The batch entry was this query's first page (checked by _batch_answer).
+            progress.pages = 1
+            progress.status_code = 200
+            body = first
         if _is_read(query):
             if body["resourceType"] != resource_type:
                 raise FhirInvalidResponse(
@@ -255,6 +396,29 @@ def _resource_type_of(query: str) -> str:
 
 def _is_read(query: str) -> bool:
     return "?" not in query and "/" in query
+
+
+def _batch_answer(entry: object, query: str, resource_type: str) -> dict[str, Any]:
+    """One batch-response entry as the query's first answer; _NoBatch unless it is a 2xx with the right resource.
+
+    A failed or odd entry is not reported from here: the query is asked again on its own, and its own answer
+    (a 404, a 401, a page cap) decides, exactly as without the batch.
+    """
+    if not isinstance(entry, dict):
+        raise _NoBatch("entry is not an object")
+    response = entry.get("response")
+    status = response.get("status") if isinstance(response, dict) else None
+    if not isinstance(status, str) or not status[:3].isdigit():
+        raise _NoBatch("entry without response.status")
+    if not 200 <= int(status[:3]) < 300:
+        raise _NoBatch(f"entry HTTP {status[:3]}")
+    resource = entry.get("resource")
+    if not is_resource(resource):
+        raise _NoBatch("entry without a resource")
+    expected = resource_type if _is_read(query) else "Bundle"
+    if resource["resourceType"] != expected:
+        raise _NoBatch("entry of another resource type")
+    return resource
 
 
 def _status_error(status_code: int, resource_type: str) -> FhirError:

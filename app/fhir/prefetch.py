@@ -137,7 +137,9 @@ async def gather_resources(
     """Assemble the record for one hook call from prefetch and, for omitted keys, from fhirServer.
 
     A key present in prefetch is used as sent, and null means "no data". Keys in prefetch that are not in
-    templates are ignored. Omitted keys are fetched concurrently under one overall deadline.
+    templates are ignored. Omitted keys are fetched under one overall deadline: their queries go out as one
+    FHIR batch, each search's further pages are then read concurrently; when the server gives no usable
+    batch-response, the queries run concurrently one by one, with the same results and errors.
 
     Raises:
         InvalidPrefetch: a prefetch value is not FHIR JSON (API -> 400).
@@ -187,12 +189,20 @@ async def _fetch_all(
 ) -> dict[str, list[dict[str, Any]]]:
     tasks: dict[str, asyncio.Task[list[dict[str, Any]]]] = {}
     try:
-        # One deadline for the whole gather: the EHR waits on the slowest query, not on their sum.
-        async with asyncio.timeout(deadline_seconds), asyncio.TaskGroup() as group:
-            for key, query in queries.items():
-                tasks[key] = group.create_task(fhir.search(query))
+        # One deadline for the whole gather (batch, further pages, or the query-by-query fallback): the EHR
+        # waits on one exchange plus the longest search's remaining pages, not on the sum of the queries.
+        async with asyncio.timeout(deadline_seconds):
+            firsts = await fhir.first_answers(list(queries.values()))
+            async with asyncio.TaskGroup() as group:
+                for position, (key, query) in enumerate(queries.items()):
+                    if firsts is None:
+                        tasks[key] = group.create_task(fhir.search(query))
+                    else:
+                        tasks[key] = group.create_task(
+                            fhir.complete(query, firsts[position])
+                        )
     except TimeoutError:
-        late = [key for key, task in tasks.items() if task.cancelled()]
+        late = [key for key in queries if key not in tasks or tasks[key].cancelled()]
         raise FhirTimeout(
             f"no answer from fhirServer within {deadline_seconds:g} s for prefetch key(s) {', '.join(late)}"
         ) from None

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import inspect
+import json
 from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import asynccontextmanager
 from typing import Any
@@ -97,7 +99,9 @@ def refuse(request: httpx.Request) -> httpx.Response:
 
 
 def serve_record(request: httpx.Request) -> httpx.Response:
-    """A FHIR server holding one resource per searched type for PATIENT_ID."""
+    """A FHIR server holding one resource per searched type for PATIENT_ID; it answers batch Bundles too."""
+    if request.method == "POST":
+        return answer_batch(request, [serve_record(r) for r in batch_requests(request)])
     resource_type = request.url.path.rsplit("/", 2)[-1]
     if request.url.path.endswith(f"/Patient/{PATIENT_ID}"):
         return fhir_response(make_patient())
@@ -105,3 +109,77 @@ def serve_record(request: httpx.Request) -> httpx.Response:
     return fhir_response(
         make_bundle([make_resource(resource_type, "served-1"), make_outcome()])
     )
+
+
+def batch_requests(request: httpx.Request) -> list[httpx.Request]:
+    """The GETs a batch Bundle POSTed to the base URL asks for, with the batch's Accept and Authorization."""
+    assert request.method == "POST"
+    assert request.url == httpx.URL(BASE_URL)
+    assert request.headers["Content-Type"] == "application/fhir+json"
+    batch = json.loads(request.content)
+    assert batch["resourceType"] == "Bundle"
+    assert batch["type"] == "batch"
+    headers = {
+        name: value
+        for name, value in request.headers.items()
+        if name.lower() in ("accept", "authorization")
+    }
+    gets = []
+    for entry in batch["entry"]:
+        assert entry["request"]["method"] == "GET"
+        url = f"{BASE_URL}/{entry['request']['url']}"
+        gets.append(httpx.Request("GET", url, headers=headers))
+    return gets
+
+
+def answer_batch(
+    request: httpx.Request, answers: list[httpx.Response]
+) -> httpx.Response:
+    """The batch-response a FHIR server sends for these per-entry answers (FHIR R4 http.html#transaction)."""
+    assert len(answers) == len(batch_requests(request))
+    entries = []
+    for answer in answers:
+        entry: dict[str, Any] = {
+            "response": {"status": f"{answer.status_code} {answer.reason_phrase}"}
+        }
+        is_fhir = answer.headers.get("Content-Type", "").startswith(
+            "application/fhir+json"
+        )
+        if is_fhir and answer.is_success:
+            entry["resource"] = answer.json()
+        elif is_fhir:
+            entry["response"]["outcome"] = answer.json()
+        entries.append(entry)
+    return fhir_response(
+        {"resourceType": "Bundle", "type": "batch-response", "entry": entries}
+    )
+
+
+def batch_server(handler: Handler) -> Handler:
+    """handler, plus batch: a Bundle POSTed to the base is answered entry by entry by handler, in order."""
+
+    async def serve(request: httpx.Request) -> httpx.Response:
+        if request.method != "POST":
+            return await call_handler(handler, request)
+        answers = [await call_handler(handler, get) for get in batch_requests(request)]
+        return answer_batch(request, answers)
+
+    return serve
+
+
+def without_batch(handler: Handler) -> Handler:
+    """handler on a server that does not do batch: a POST to the base gets 405, as from a read-only server."""
+
+    async def serve(request: httpx.Request) -> httpx.Response:
+        if request.method == "POST":
+            return fhir_response(make_outcome(), status_code=405)
+        return await call_handler(handler, request)
+
+    return serve
+
+
+async def call_handler(handler: Handler, request: httpx.Request) -> httpx.Response:
+    answer = handler(request)
+    if inspect.isawaitable(answer):
+        return await answer
+    return answer

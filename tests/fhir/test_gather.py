@@ -1,4 +1,4 @@
-"""gather_resources: prefetch used as sent, omitted keys fetched concurrently under one deadline, else 412."""
+"""gather_resources: prefetch used as sent, omitted keys fetched (one batch, else query by query) under one deadline."""
 
 from __future__ import annotations
 
@@ -28,6 +28,7 @@ from tests.fhir.builders import (
     open_fetcher,
     refuse,
     serve_record,
+    without_batch,
 )
 
 
@@ -145,6 +146,8 @@ class TestGatherResources:
 
 
 class TestGatherConcurrency:
+    """The query-by-query path (a server without batch): concurrent queries, one deadline, first failure wins."""
+
     async def test_all_queries_start_before_any_finishes(self) -> None:
         expected = len(PREFETCH_TEMPLATES)
         started: list[str] = []
@@ -161,7 +164,7 @@ class TestGatherConcurrency:
                 finished_early.append(request.url.path)
             return serve_record(request)
 
-        async with open_fetcher(handler) as fhir:
+        async with open_fetcher(without_batch(handler)) as fhir:
             result = await gather(prefetch=None, fhir=fhir)
         assert len(started) == expected
         assert finished_early == []
@@ -175,7 +178,7 @@ class TestGatherConcurrency:
                 await never.wait()
             return serve_record(request)
 
-        async with open_fetcher(handler) as fhir:
+        async with open_fetcher(without_batch(handler)) as fhir:
             with pytest.raises(FhirTimeout) as caught:
                 await gather(prefetch=None, fhir=fhir, deadline_seconds=0.05)
         assert "observations" in caught.value.reason
@@ -194,7 +197,7 @@ class TestGatherConcurrency:
             await never.wait()
             raise AssertionError("unreachable")
 
-        async with open_fetcher(handler) as fhir:
+        async with open_fetcher(without_batch(handler)) as fhir:
             with pytest.raises(FhirUnauthorized) as caught:
                 await gather(prefetch=None, fhir=fhir)
         assert caught.value.prefetch_key == "procedures"
@@ -207,7 +210,7 @@ class TestGatherConcurrency:
         def handler(_: httpx.Request) -> httpx.Response:
             raise RuntimeError("bug")
 
-        async with open_fetcher(handler) as fhir:
+        async with open_fetcher(without_batch(handler)) as fhir:
             with pytest.raises(ExceptionGroup) as caught:
                 await gather_resources(
                     prefetch=None,

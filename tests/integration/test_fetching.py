@@ -8,6 +8,7 @@ import httpx
 import pytest
 
 from app.fhir.client import FhirFetcher, create_http_client
+from app.fhir.prefetch import PREFETCH_TEMPLATES, GatherResult, gather_resources
 from app.sandbox import Scenario
 from tests.fixtures.app import AppFactory
 from tests.integration.conftest import FhirServer
@@ -83,6 +84,83 @@ class TestPaging:
         assert_412(response, "observations", "more than 2 pages")
 
 
+class RefuseBatch(httpx.AsyncBaseTransport):
+    """In front of the real server: a POST to the base gets 405, as from a server without batch."""
+
+    def __init__(self) -> None:
+        self.inner = httpx.AsyncHTTPTransport()
+        self.methods: list[str] = []
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        self.methods.append(request.method)
+        if request.method == "POST":
+            return httpx.Response(405, text="batch not supported")
+        return await self.inner.handle_async_request(request)
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+
+async def gather_from(
+    fhir_server: FhirServer,
+    scenario: Scenario,
+    transport: httpx.AsyncBaseTransport | None = None,
+) -> GatherResult:
+    async with create_http_client(timeout_seconds=10.0, transport=transport) as http:
+        fetcher = FhirFetcher(
+            http,
+            fhir_server.base_url,
+            fhir_server.token,
+            max_pages=10,
+            max_response_bytes=20 * 1024 * 1024,
+        )
+        return await gather_resources(
+            prefetch=None,
+            templates=PREFETCH_TEMPLATES,
+            context={"patientId": scenario.patient_id},
+            user_practitioner_id=None,
+            fhir=fetcher,
+            deadline_seconds=10.0,
+        )
+
+
+class TestBatch:
+    async def test_batch_and_query_by_query_give_the_same_record(
+        self, fhir_server: FhirServer, loaded_scenarios: dict[str, Scenario]
+    ) -> None:
+        scenario = loaded_scenarios[PAGED]
+        refuse = RefuseBatch()
+        batched = await gather_from(fhir_server, scenario)
+        one_by_one = await gather_from(fhir_server, scenario, transport=refuse)
+        assert refuse.methods.count("POST") == 1
+        assert refuse.methods.count("GET") == len(PREFETCH_TEMPLATES) + 2
+        assert batched.resources == one_by_one.resources
+        expected = {
+            (r["resourceType"], r["id"])
+            for resources in scenario.resources_by_key().values()
+            for r in resources
+        }
+        assert {(r["resourceType"], r["id"]) for r in batched.resources} == expected
+
+    async def test_real_server_answers_the_batch(
+        self, fhir_server: FhirServer, loaded_scenarios: dict[str, Scenario]
+    ) -> None:
+        scenario = loaded_scenarios[PAGED]
+        async with create_http_client(timeout_seconds=10.0) as http:
+            fetcher = FhirFetcher(
+                http, fhir_server.base_url, fhir_server.token, 10, 20 * 1024 * 1024
+            )
+            firsts = await fetcher.first_answers(
+                [
+                    f"Patient/{scenario.patient_id}",
+                    f"Observation?patient={scenario.patient_id}",
+                ]
+            )
+        assert firsts is not None
+        assert firsts[0]["resourceType"] == "Patient"
+        assert firsts[1]["resourceType"] == "Bundle"
+
+
 class TestBearerToken:
     async def test_token_from_fhir_authorization_is_sent_as_bearer(
         self,
@@ -100,8 +178,12 @@ class TestBearerToken:
             )
         assert response.status_code == 200, response.text
         sent = bytes(proxy.received).lower()
-        assert f"authorization: bearer {fhir_server.token}".lower().encode() in sent
-        assert sent.count(b"get /fhir/") >= 9
+        # One batch carries the nine queries; the Observations' further pages follow as GETs.
+        requests = sent.count(b"post /fhir ") + sent.count(b"get /fhir/")
+        assert sent.count(b"post /fhir ") == 1
+        assert sent.count(b"get /fhir/observation?") == 2
+        bearer = f"authorization: bearer {fhir_server.token}".lower().encode()
+        assert sent.count(bearer) == requests
 
     async def test_wrong_token_is_412_with_a_reason(
         self,
