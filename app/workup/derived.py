@@ -2,19 +2,17 @@
 
 from __future__ import annotations
 
-import functools
 import re
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 from functools import cached_property
-from typing import TypeVar, cast
 
 from app.catalog.index import Catalog
 from app.workup.derived_devices import DevicePredicates, Ivus, StentDraft, date_key
 from app.workup.facts import Fact, FactSet, Side, Status
 from app.workup.fhirread import age_days
+from app.workup.memo import per_call
 
 THROMBUS = frozenset({"thrombus"})
 NEGATIVE = "no-thrombus"
@@ -53,27 +51,6 @@ class Cause:
     kind: str
     label: str
     fact: Fact
-
-
-_Method = TypeVar("_Method", bound=Callable[..., object])
-
-
-def per_call(method: _Method) -> _Method:
-    """Remembers a predicate's answer for this request: the facts never change after extraction, and rules ask
-    the same questions many times (several rules ask DVT_ACTIVE(leg), for one). Arguments must be hashable and
-    answers immutable (tuples, facts, dates)."""
-    name = method.__name__
-
-    @functools.wraps(method)
-    def remembered(self: Derived, *args: object, **kwargs: object) -> object:
-        key = (name, args, tuple(sorted(kwargs.items())) if kwargs else ())
-        try:
-            return self._answers[key]
-        except KeyError:
-            answer = self._answers[key] = method(self, *args, **kwargs)
-            return answer
-
-    return cast(_Method, remembered)
 
 
 class Derived(DevicePredicates):

@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from app.catalog.index import Catalog
 from app.catalog.models import Windows
 from app.workup.facts import Fact, FactSet, Measure, Side, Status
+from app.workup.memo import per_call
 
 _NO_DATE = datetime(1, 1, 1, tzinfo=UTC)
 
@@ -46,6 +47,7 @@ class DevicePredicates:
     catalog: Catalog
     now: datetime
     windows: Windows
+    _answers: dict[tuple[object, ...], object]
 
     def within(self, fact: Fact, days: int) -> bool:
         raise NotImplementedError
@@ -56,6 +58,7 @@ class DevicePredicates:
     def _record(self, *kinds: str) -> tuple[Fact, ...]:
         raise NotImplementedError
 
+    @per_call
     def ivus(self, leg: Side) -> Ivus | None:
         """IVUS(leg): IVUS evidence on that leg within W_IVUS (stale IVUS never counts)."""
         days = self.windows.ivus_days
@@ -88,6 +91,7 @@ class DevicePredicates:
             behavior=max(behavior, key=date_key).value if behavior else None,
         )
 
+    @per_call
     def ivus_ordered(self, leg: Side) -> tuple[Fact, ...]:
         """IVUS orders for that leg in the same draftOrders (a doNotPerform order is not an order to do it)."""
         return tuple(
@@ -96,6 +100,7 @@ class DevicePredicates:
             if f.draft and f.status is not Status.DO_NOT_PERFORM and f.on(leg)
         )
 
+    @per_call
     def venogram(self, leg: Side) -> tuple[Fact, ...]:
         return tuple(
             f
@@ -103,6 +108,7 @@ class DevicePredicates:
             if f.is_result and f.on(leg) and self.within(f, self.windows.ivus_days)
         )
 
+    @per_call
     def stent_drafts(self, leg: Side) -> tuple[StentDraft, ...]:
         """STENT_DRAFT(leg): drafted stents with their planned length/diameter (DeviceRequest or extension)."""
         drafts = [
@@ -137,6 +143,7 @@ class DevicePredicates:
             ),
         )
 
+    @per_call
     def stent_in_situ(self, leg: Side) -> Fact | None:
         """STENT_IN_SITU(leg): completed iliac/CFV stent procedure or implant status (never stale)."""
         placed = [

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from app.workup.derived import Derived, per_call
+from app.workup.derived import Derived
 from app.workup.facts import FactSet, Side
+from app.workup.memo import per_call
 from tests.workup.factories import NOW, catalog
 
 
