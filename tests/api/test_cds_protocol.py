@@ -170,8 +170,10 @@ class TestPrefetchSemantics:
         seen: list[str] = []
 
         def handler(request: httpx.Request) -> httpx.Response:
-            seen.append(request.url.path.rsplit("/", 1)[-1])
+            seen.append(f"{request.method} {request.url.path.rsplit('/', 1)[-1]}")
             assert request.headers["authorization"] == "Bearer sandbox-token"
+            # Every answer is a searchset, the batch POST's too: not a batch-response, so the service asks
+            # each omitted key on its own (tests/fhir/test_batch.py covers the batch itself).
             return httpx.Response(200, json=bundle())
 
         api = await app_factory(fhir_transport=httpx.MockTransport(handler))
@@ -190,7 +192,7 @@ class TestPrefetchSemantics:
         )
         response = await api.post(PV, json=body)
         assert response.status_code == 200, response.text
-        assert sorted(seen) == ["Condition", "Observation"]
+        assert sorted(seen) == ["GET Condition", "GET Observation", "POST fhir"]
 
     async def test_fhir_server_failure_is_412_without_echoing_the_body(
         self, app_factory: AppFactory
