@@ -1,20 +1,31 @@
-"""The iliac-cds command line: check, export-openapi, migrate, clients add/list/remove."""
+"""The iliac-cds command line: check, export-openapi, migrate, clients add/list/remove, serve."""
 
 from __future__ import annotations
 
+import gc
 import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
+import httpx
 import pytest
 from joserfc.jwk import ECKey
 from typer.testing import CliRunner
 
+from app.catalog.loader import CatalogError, load_catalog
 from app.cli import app
 from app.config import get_settings
 
 runner = CliRunner()
-OPENAPI = Path(__file__).resolve().parents[1] / "openapi" / "openapi.json"
+REPO = Path(__file__).resolve().parents[1]
+OPENAPI = REPO / "openapi" / "openapi.json"
 
 
 @pytest.fixture
@@ -39,7 +50,7 @@ def test_check_names_a_broken_card_file(
 ) -> None:
     cards = tmp_path / "cards"
     cards.mkdir()
-    for source in (Path(__file__).resolve().parents[1] / "cards").glob("*.yaml"):
+    for source in (REPO / "cards").glob("*.yaml"):
         (cards / source.name).write_text(source.read_text())
     broken = sorted(cards.glob("R0*.yaml"))[0]
     broken.write_text("rule: [unterminated\n")
@@ -115,3 +126,163 @@ def test_migrate(sqlite_env: Path) -> None:
     result = runner.invoke(app, ["migrate"])
     assert result.exit_code == 0, result.output
     assert (sqlite_env / "cli.db").exists()
+
+
+def copy_cards(tmp_path: Path) -> Path:
+    cards = tmp_path / "cards"
+    cards.mkdir()
+    for source in (REPO / "cards").glob("*.yaml"):
+        (cards / source.name).write_text(source.read_text())
+    return cards
+
+
+def test_serve_refuses_a_broken_catalog_before_serving(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cards = copy_cards(tmp_path)
+    broken = sorted(cards.glob("R0*.yaml"))[0]
+    broken.write_text("rule: [unterminated\n")
+    monkeypatch.setenv("ILIAC_CDS_CARDS_DIR", str(cards))
+    monkeypatch.setenv("ILIAC_CDS_AUTH_MODE", "disabled")
+    served: list[dict[str, Any]] = []
+    monkeypatch.setattr("uvicorn.run", lambda *_, **options: served.append(options))
+    get_settings.cache_clear()
+    try:
+        result = runner.invoke(app, ["serve", "--workers", "2", "--skip-migrate"])
+    finally:
+        get_settings.cache_clear()
+    assert result.exit_code == 1
+    assert broken.name in result.output
+    assert served == []
+    assert gc.isenabled()
+
+
+def test_serve_checks_then_runs_uvicorn_with_collection_on(
+    sqlite_env: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("ILIAC_CDS_AUTH_MODE", "disabled")
+    monkeypatch.setattr(
+        gc, "freeze", lambda: None
+    )  # keep this test process's heap collectable
+    served: list[tuple[str, bool, dict[str, Any]]] = []
+    monkeypatch.setattr(
+        "uvicorn.run",
+        lambda target, **options: served.append((target, gc.isenabled(), options)),
+    )
+    result = runner.invoke(app, ["serve", "--port", "8123"])
+    assert result.exit_code == 0, result.output
+    assert (sqlite_env / "cli.db").exists()  # migrated first
+    [(target, collecting, options)] = served
+    assert target == "app.main:create_app"
+    assert collecting
+    assert options["factory"] is True
+    assert (options["port"], options["workers"]) == (8123, 1)
+
+
+def test_the_catalog_is_reused_only_while_its_files_are_unchanged(
+    tmp_path: Path,
+) -> None:
+    cards = copy_cards(tmp_path)
+    settings = get_settings()
+
+    def load() -> object:
+        return load_catalog(
+            cards_dir=cards,
+            mappings_dir=settings.mappings_dir,
+            local_system=settings.local_code_system,
+        )
+
+    first = load()
+    assert load() is first
+    card = sorted(cards.glob("R0*.yaml"))[0]
+    card.write_text(card.read_text() + "\n# reviewed\n")
+    assert load() is not first
+    card.write_text("rule: [unterminated\n")
+    with pytest.raises(CatalogError, match=card.name):
+        load()
+    card.unlink()
+    with pytest.raises(CatalogError):
+        load()
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def children(pid: int) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            stat = (entry / "stat").read_text()
+        except (OSError, NotADirectoryError):
+            continue
+        if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+            found.append(int(entry.name))
+    return found
+
+
+def caught_signals(pid: int) -> set[int]:
+    status = Path(f"/proc/{pid}/status").read_text()
+    mask = int(status.split("SigCgt:")[1].split()[0], 16)
+    return {sig for sig in range(1, 65) if mask & (1 << (sig - 1))}
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads /proc")
+def test_serve_with_two_workers_forks_them_and_stops_gracefully(
+    tmp_path: Path,
+) -> None:
+    port = free_port()
+    env = {
+        **os.environ,
+        "ILIAC_CDS_AUTH_MODE": "disabled",
+        "ILIAC_CDS_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path}/serve.db",
+        "ILIAC_CDS_LOG_LEVEL": "WARNING",
+    }
+    command = [sys.executable, "-m", "app.cli", "serve", "--port", str(port)]
+    process = subprocess.Popen(
+        [*command, "--workers", "2"],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        base = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and process.poll() is None:
+            try:
+                if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                time.sleep(0.1)
+        assert process.poll() is None
+        assert httpx.get(f"{base}/readyz", timeout=5).status_code == 200
+        workers = children(process.pid)
+        # It forked from a single thread (the supervisor starts none; migrations joined theirs).
+        assert "Threads:\t1\n" in Path(f"/proc/{process.pid}/status").read_text()
+        assert (
+            len(workers) == 2
+        )  # no multiprocessing helper (resource tracker) beside them
+        parent_cmdline = Path(f"/proc/{process.pid}/cmdline").read_bytes()
+        for worker in workers:
+            # Forked, not spawned: a spawned worker runs `python -c 'from multiprocessing.spawn ...'`.
+            assert Path(f"/proc/{worker}/cmdline").read_bytes() == parent_cmdline
+            # The worker's own server catches INT and TERM; the supervisor's HUP/TTIN/... handlers
+            # did not leak into it.
+            caught = caught_signals(worker)
+            assert {signal.SIGINT, signal.SIGTERM} <= caught
+            assert not caught & {
+                signal.SIGHUP,
+                signal.SIGTTIN,
+                signal.SIGTTOU,
+                signal.SIGUSR1,
+            }
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=30) == 0
+        assert not [w for w in workers if Path(f"/proc/{w}").exists()]
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
