@@ -66,6 +66,9 @@ def warn_startup_settings(settings: Settings) -> None:
         logger.warning("clock_fixed", extra={"now": settings.now.isoformat()})
 
 
+GC_YOUNG_THRESHOLD = 10_000
+
+
 @asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     settings: Settings = app.state.settings
@@ -104,6 +107,10 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     # Startup objects (catalog, mappings index) live for the whole process: keep them out of GC scans.
     gc.collect()
     gc.freeze()
+    # A hook call's objects are freed by reference counting when it ends, but a call holds more than 700 of
+    # them at once, so the default generation-0 threshold ran ~4 collections per call (measured: 2,305 in 630
+    # patient-view calls, ~4 % of their CPU). At 10,000, collections are left to real cycle build-up (2 in 630).
+    gc.set_threshold(GC_YOUNG_THRESHOLD, *gc.get_threshold()[1:])
     try:
         yield
     finally:
