@@ -105,6 +105,19 @@ def _gather(body: Body) -> Callable[[], object]:
     return run
 
 
+def _decode_and_check(raw: bytes, *, proven: bool) -> Callable[[], object]:
+    """What the hook route does before the engine: decode, validate the wire model, check the limits."""
+    from app.api.cds.schemas import CdsRequest
+    from app.api.limits import check_cds_request, decode_json_body, depth_proof_scope
+
+    def run() -> None:
+        with depth_proof_scope():
+            decoded = decode_json_body(raw) if proven else orjson.loads(raw)
+            check_cds_request(CdsRequest.model_validate(decoded))
+
+    return run
+
+
 def run_micro(bodies: list[Body], *, seconds: float = 0.5) -> list[Micro]:
     from app.api.cds.schemas import CdsRequest
 
@@ -120,6 +133,14 @@ def run_micro(bodies: list[Body], *, seconds: float = 0.5) -> list[Micro]:
             (
                 "CdsRequest.model_validate(decoded)",
                 partial(CdsRequest.model_validate, orjson.loads(raw)),
+            ),
+            (
+                "orjson.loads + CdsRequest + limits walk",
+                _decode_and_check(raw, proven=False),
+            ),
+            (
+                "decode_json_body + CdsRequest + limits (proof)",
+                _decode_and_check(raw, proven=True),
             ),
             ("gather_resources(prefetch)", _gather(body)),
             ("run_workup(record)", _engine_call(body)),

@@ -3,13 +3,21 @@
 The body-size cap (app/api/middleware.py) bounds the bytes; these limits bound the shape, which is what
 recursive FHIR validation and the engine pay for. Every check is one pass over the parsed JSON without
 recursion, so a hostile document cannot exhaust the interpreter's recursion limit here.
+
+The depth check is usually settled while decoding: `decode_json_body` has orjson itself refuse a body nested
+deeper than the cap (walking a decoded 4.4 MB prefetch costs as much as decoding it), and the request's
+check then skips the walk.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import cast
+
+import orjson
 
 from app.api.cds.schemas import CdsRequest
 from app.errors import PayloadTooLarge
@@ -47,11 +55,60 @@ def check_cds_request(
         raise PayloadTooLarge(
             f"context.draftOrders carries {orders} entries, more than the {limits.max_draft_orders} allowed"
         )
+    proven = _proven_depth.get()
+    if proven is not None and proven <= limits.max_depth:
+        # The whole body this request was decoded from nests at most `proven` levels (decode_json_body), so
+        # its free-form members do too: the walk could only confirm it.
+        return
     free_form = {"context": request.context, "prefetch": request.prefetch}
     if exceeds_depth(free_form, limits.max_depth):
         raise PayloadTooLarge(
             f"request JSON is nested deeper than {limits.max_depth} levels"
         )
+
+
+# orjson refuses documents nested deeper than this (measured: 1,024 nested arrays decode, 1,025 do not).
+ORJSON_MAX_DEPTH = 1024
+
+# The nesting bound proven for the JSON body of the request being served in this context, if any.
+_proven_depth: ContextVar[int | None] = ContextVar(
+    "iliac_cds_proven_depth", default=None
+)
+
+
+def decode_json_body(body: bytes, max_depth: int = DEFAULT_LIMITS.max_depth) -> object:
+    """orjson.loads(body), proving on the way that the document nests at most `max_depth` levels.
+
+    The body is decoded inside `ORJSON_MAX_DEPTH - max_depth` one-element arrays, so orjson's own depth
+    limit refuses it exactly when it is deeper than `max_depth`. Unwrapping checks that every added level
+    holds one value: then the body is one complete JSON text (a body such as `1],[2` cannot pass). When the
+    wrapped decode fails for any reason, the body is decoded as it is: malformed JSON raises the same
+    orjson.JSONDecodeError as before, and a body that is merely deep is left to `exceeds_depth`.
+
+    Call it inside `depth_proof_scope()`; the proof is read by `check_cds_request` in the same context.
+    """
+    pad = ORJSON_MAX_DEPTH - max_depth
+    _proven_depth.set(None)
+    try:
+        value = orjson.loads(b"".join((b"[" * pad, body, b"]" * pad)))
+    except orjson.JSONDecodeError:
+        return orjson.loads(body)
+    for _ in range(pad):
+        if type(value) is not list or len(value) != 1:
+            return orjson.loads(body)
+        value = value[0]
+    _proven_depth.set(max_depth)
+    return value
+
+
+@contextmanager
+def depth_proof_scope() -> Iterator[None]:
+    """Confines a depth proof to one HTTP request: nothing decoded before or after it can use it."""
+    token = _proven_depth.set(None)
+    try:
+        yield
+    finally:
+        _proven_depth.reset(token)
 
 
 def count_prefetch_entries(prefetch: Mapping[str, object] | None) -> int:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import weakref
 from collections import OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
@@ -21,7 +22,7 @@ from fhir.resources.R4B.procedure import Procedure
 from fhir.resources.R4B.servicerequest import ServiceRequest
 from pydantic import BaseModel, ValidationError
 
-from app.catalog.index import Catalog, ConceptMatch
+from app.catalog.index import Catalog, CodeIndex, ConceptMatch
 from app.workup.facts import Fact, FactSet, Side, Status
 from app.workup.fhirread import (
     age_days,
@@ -66,24 +67,45 @@ def primary_codings(resource: JsonObject) -> list[tuple[str, str]]:
     """The codings that decide whether a resource is relevant (cheap; no validation)."""
     rtype = string(resource, "resourceType") or ""
     if rtype == "ImagingStudy":
-        found = [p for cc in children(resource, "procedureCode") for p in codings(cc)]
-        found += [p for m in children(resource, "modality") for p in codings(m)]
+        found = [p for cc in children(resource, "procedureCode") for p in _pairs(cc)]
+        found += [p for m in children(resource, "modality") for p in _pairs(m)]
         for series in children(resource, "series"):
-            found += codings(child(series, "modality"))
+            found += _pairs(series.get("modality"))
         return found
     field = _CODE_FIELD.get(rtype)
     if field is None:
         return []
-    found = codings(child(resource, field))
+    found = _pairs(resource.get(field))
     if rtype == "Observation":
         found += [
             p
             for comp in children(resource, "component")
-            for p in codings(child(comp, "code"))
+            for p in _pairs(comp.get("code"))
         ]
     elif rtype == "DiagnosticReport":
-        found += [p for cc in children(resource, "conclusionCode") for p in codings(cc)]
+        found += [p for cc in children(resource, "conclusionCode") for p in _pairs(cc)]
     return found
+
+
+def _pairs(concept: object) -> list[tuple[str, str]]:
+    """jsontypes.codings(obj(concept)) inlined: this runs for every resource of the record (2,000 in a
+    long-followed patient's prefetch), where the helper calls cost more than the reading."""
+    if not isinstance(concept, dict):
+        return []
+    listed = concept.get("coding")
+    if isinstance(listed, list):
+        items = [c for c in listed if isinstance(c, dict)]
+    else:
+        items = [listed] if isinstance(listed, dict) else []
+    if not items and "code" in concept:
+        items = [concept]
+    pairs: list[tuple[str, str]] = []
+    for coding in items:
+        code = coding.get("code")
+        if isinstance(code, str):
+            system = coding.get("system")
+            pairs.append((system if isinstance(system, str) else "", code))
+    return pairs
 
 
 @dataclass(frozen=True)
@@ -198,7 +220,36 @@ def _without_onset(resource: JsonObject) -> bool:
 def _relevant(resource: JsonObject, catalog: Catalog) -> bool:
     if string(resource, "resourceType") not in _MODELS:
         return False
-    return any(catalog.index.knows(s, c) for s, c in primary_codings(resource))
+    known = _known_codes(catalog.index)
+    for pair in primary_codings(resource):
+        hit = known.get(pair)
+        if hit is None:
+            hit = catalog.index.knows(*pair)
+            if len(known) >= _KNOWN_CODES_MAX:
+                known.clear()
+            known[pair] = hit
+        if hit:
+            return True
+    return False
+
+
+# CodeIndex.knows per (system, code), remembered per index: a record repeats the same few dozen lab and
+# vital codes thousands of times, and knows() tries every prefix and range of the system on each miss.
+# The index is complete once the loader returns it; codes come from requests, so each memo is bounded.
+_KNOWN_CODES_MAX = 4096
+_known_memo: dict[int, tuple[weakref.ref[CodeIndex], dict[tuple[str, str], bool]]] = {}
+
+
+def _known_codes(index: CodeIndex) -> dict[tuple[str, str], bool]:
+    entry = _known_memo.get(id(index))
+    if entry is not None and entry[0]() is index:
+        return entry[1]
+    if len(_known_memo) >= 8:
+        # Several catalogs live at once only in tests; forget them all rather than track lifetimes.
+        _known_memo.clear()
+    memo: dict[tuple[str, str], bool] = {}
+    _known_memo[id(index)] = (weakref.ref(index), memo)
+    return memo
 
 
 def _reference(resource: JsonObject) -> str | None:
