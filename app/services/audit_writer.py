@@ -82,6 +82,10 @@ class AuditWriter:
         """Queue one call's rows and wait for their commit; raises what the database raised."""
         if self._closed:
             raise RuntimeError("audit writer is closed")
+        if self._thread is not None and not self._thread.is_alive():
+            raise RuntimeError(
+                "audit writer thread stopped"
+            )  # never wait for a commit that cannot come
         loop = asyncio.get_running_loop()
         pending = _Pending(rows, loop, loop.create_future())
         if self._task_queue is not None:
@@ -113,8 +117,18 @@ class AuditWriter:
                 first = self._thread_queue.get()
                 if first is None:
                     return
-                batch, stop = self._drain(first)
-                self._write_sync(batch)
+                batch, stop = [first], False
+                try:
+                    batch, stop = self._drain(first)
+                    self._write_sync(batch)
+                except (
+                    Exception
+                ) as exc:  # a bug here must fail these calls, not leave them waiting
+                    # The type only: a message could quote row values.
+                    logger.error(
+                        "audit_writer_error", extra={"exc_type": type(exc).__name__}
+                    )
+                    _settle(batch, exc)
                 if stop:
                     return
         finally:

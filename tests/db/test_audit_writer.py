@@ -8,6 +8,7 @@ import sqlite3
 import uuid
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import select
@@ -268,3 +269,53 @@ class TestSqliteWorkers:
         finally:
             lock.close()
             await writer.close()
+
+
+class TestWriterThreadFailures:
+    """On SQLite the writer is a thread: whatever goes wrong in it, no hook call is left waiting."""
+
+    @pytest.fixture
+    async def engine(self, tmp_path: Path) -> AsyncIterator[AsyncEngine]:
+        url = f"sqlite+aiosqlite:///{tmp_path}/thread.db"
+        run_outside_loop(lambda: upgrade_database(url))
+        engine = create_engine(url)
+        yield engine
+        await engine.dispose()
+
+    async def test_an_unexpected_error_fails_its_batch_and_the_writer_goes_on(
+        self, engine: AsyncEngine, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        writer = AuditWriter(engine)
+        await writer.start()
+        real_drain = AuditWriter._drain
+        calls = {"n": 0}
+
+        def broken_once(self: AuditWriter, first: Any) -> Any:
+            calls["n"] += 1
+            if calls["n"] == 1:
+                raise KeyError("bug")
+            return real_drain(self, first)
+
+        monkeypatch.setattr(AuditWriter, "_drain", broken_once)
+        try:
+            with pytest.raises(KeyError):
+                await asyncio.wait_for(writer.write(call_rows("broken-1")), 10)
+            await asyncio.wait_for(writer.write(call_rows("broken-2")), 10)
+        finally:
+            await writer.close()
+
+        assert await stored(engine, "broken-") == {"broken-2": 1}
+
+    async def test_a_dead_thread_refuses_new_calls_at_once(
+        self, engine: AsyncEngine
+    ) -> None:
+        writer = AuditWriter(engine)
+        await writer.start()
+        await writer.write(call_rows("alive-1"))
+        writer._thread_queue.put(None)  # the thread ends as if it had died
+        assert writer._thread is not None
+        await asyncio.to_thread(writer._thread.join, 10)
+
+        with pytest.raises(RuntimeError, match="stopped"):
+            await asyncio.wait_for(writer.write(call_rows("alive-2")), 10)
+        await writer.close()
