@@ -80,6 +80,11 @@ class AuditWriter:
 
     async def write(self, rows: AuditRows) -> None:
         """Queue one call's rows and wait for their commit; raises what the database raised."""
+        # A caller cancelled here (client gone) cancels only its wait: the writer commits the rows anyway.
+        await self.submit(rows)
+
+    def submit(self, rows: AuditRows) -> asyncio.Future[None]:
+        """Queue one call's rows now; the future settles when they are committed (or with the error)."""
         if self._closed:
             raise RuntimeError("audit writer is closed")
         if self._thread is not None and not self._thread.is_alive():
@@ -92,8 +97,7 @@ class AuditWriter:
             self._task_queue.put_nowait(pending)
         else:
             self._thread_queue.put(pending)
-        # A caller cancelled here (client gone) cancels only its wait: the writer commits the rows anyway.
-        await pending.done
+        return pending.done
 
     async def close(self) -> None:
         """Writes what is queued, then stops (shutdown loses nothing that was handed over)."""

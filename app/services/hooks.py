@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import cast
@@ -148,8 +150,22 @@ def _reason(exc: Exception) -> str:
     return str(reason) if reason else str(exc)
 
 
-async def handle_hook(state: AppState, call: HookCall) -> dict[str, object]:
-    """Runs one hook call end to end and writes its audit rows; never lets the audit break the answer."""
+@dataclass(frozen=True)
+class HookAnswer:
+    """A hook call's response body, and the wait for its audit commit.
+
+    `committed` must be awaited before the answer is sent (a card must be on record before the EHR can post
+    feedback on it). The route awaits it as the response starts, when the request's decoded body and models
+    have already been released, so calls waiting for a commit under load do not each hold their prefetch.
+    It never raises: a failed write is logged and counted.
+    """
+
+    body: dict[str, object]
+    committed: Callable[[], Awaitable[None]]
+
+
+async def handle_hook(state: AppState, call: HookCall) -> HookAnswer:
+    """Runs one hook call end to end and queues its audit rows; never lets the audit break the answer."""
     started_at = datetime.now(UTC)
     t0 = time.perf_counter()
     status = 200
@@ -168,18 +184,19 @@ async def handle_hook(state: AppState, call: HookCall) -> dict[str, object]:
         CdsResponse.model_validate(
             {"cards": cards}
         )  # the engine must emit spec-valid cards
-        return {"cards": cards}
     except AppError as exc:
         status = exc.status_code
+        await _audit(state, call, patient_id, started_at, t0, status, cards, sides)()
         raise
     except Exception:
         status = 500
+        await _audit(state, call, patient_id, started_at, t0, status, cards, sides)()
         raise
-    finally:
-        await _audit(state, call, patient_id, started_at, t0, status, cards, sides)
+    committed = _audit(state, call, patient_id, started_at, t0, status, cards, sides)
+    return HookAnswer({"cards": cards}, committed)
 
 
-async def _audit(
+def _audit(
     state: AppState,
     call: HookCall,
     patient_id: str | None,
@@ -188,13 +205,16 @@ async def _audit(
     status: int,
     cards: list[JsonObject],
     sides: dict[str, str],
-) -> None:
+) -> Callable[[], Awaitable[None]]:
+    """Queues the call's audit rows now; returns the wait for their commit (logs and counts a failure)."""
     duration_ms = (time.perf_counter() - t0) * 1000
+    service_id = call.service.id
+    card_count = len(cards)
     try:
-        await state.audit.write(
+        done: asyncio.Future[None] | None = state.audit.submit(
             audit_rows(
                 hook_instance=call.request.hook_instance,
-                service_id=call.service.id,
+                service_id=service_id,
                 hook=call.service.hook,
                 patient_id=patient_id,
                 hmac_key=state.settings.hmac_key.get_secret_value(),
@@ -207,27 +227,40 @@ async def _audit(
                 card_sides=sides,
             )
         )
+        failure: Exception | None = None
     except Exception as exc:
-        # Decision support must not fail because the audit store is down; the gap is logged and counted.
-        count_audit_failure(call.service.id)
-        logger.error(
-            "audit_write_failed",
+        done, failure = None, exc
+
+    async def committed() -> None:
+        error = failure
+        if done is not None:
+            try:
+                await done
+            except Exception as exc:
+                error = exc
+        if error is not None:
+            # Decision support must not fail because the audit store is down; the gap is logged and counted.
+            count_audit_failure(service_id)
+            logger.error(
+                "audit_write_failed",
+                extra={
+                    "service_id": service_id,
+                    "status": status,
+                    "exc_type": type(error).__name__,
+                },
+            )
+        logger.info(
+            "hook_call",
             extra={
-                "service_id": call.service.id,
+                "service_id": service_id,
                 "status": status,
-                "exc_type": type(exc).__name__,
+                "card_count": card_count,
+                "duration_ms": round(duration_ms, 2),
             },
         )
-    logger.info(
-        "hook_call",
-        extra={
-            "service_id": call.service.id,
-            "status": status,
-            "card_count": len(cards),
-            "duration_ms": round(duration_ms, 2),
-        },
-    )
-    observe_hook(call.service.id, status, duration_ms / 1000, cards)
+        observe_hook(service_id, status, duration_ms / 1000, cards)
+
+    return committed
 
 
-__all__ = ["HookCall", "evaluate", "handle_hook", "parse_context"]
+__all__ = ["HookAnswer", "HookCall", "evaluate", "handle_hook", "parse_context"]

@@ -25,7 +25,7 @@ from app.api.cds.schemas import (
 from app.api.cds.services import discovery_document
 from app.api.deps import FeedbackClientDep, HookClientDep, ServiceDep, StateDep
 from app.api.limits import decode_json_body, depth_proof_scope
-from app.api.responses import OrjsonResponse
+from app.api.responses import CommittedResponse, OrjsonResponse
 from app.errors import BadRequest, ServiceUnavailable
 from app.services.feedback import FeedbackItem, FeedbackRejected, record_feedback
 from app.services.hooks import HookCall, handle_hook
@@ -182,10 +182,10 @@ async def call_service(
         raise BadRequest(
             f"service {service.id!r} answers hook {service.hook!r}, not {body.hook!r}"
         )
-    response = await handle_hook(
+    answer = await handle_hook(
         state, HookCall(service=service, request=body, client=client)
     )
-    return OrjsonResponse(response)
+    return CommittedResponse(answer.body, before_send=answer.committed)
 
 
 @router.post(
