@@ -34,7 +34,7 @@ from app.workup.fhirread import (
     sites_of,
     status_of,
 )
-from app.workup.jsontypes import JsonObject, child, children, codings, string
+from app.workup.jsontypes import JsonObject, child, children, codings, objs, string
 from app.workup.readers import make_fact, read_values
 
 _MODELS: dict[str, type[BaseModel]] = {
@@ -218,19 +218,73 @@ def _without_onset(resource: JsonObject) -> bool:
 
 
 def _relevant(resource: JsonObject, catalog: Catalog) -> bool:
-    if string(resource, "resourceType") not in _MODELS:
+    """Whether any of primary_codings(resource) is a mapped code.
+
+    The same answer as `any(index.knows(*p) for p in primary_codings(resource))`, read without building the
+    lists: this runs for every resource of the record (tests/workup/test_extract_selection.py checks both agree).
+    """
+    rtype = resource.get("resourceType")
+    if not isinstance(rtype, str) or rtype not in _MODELS:
         return False
-    known = _known_codes(catalog.index)
-    for pair in primary_codings(resource):
-        hit = known.get(pair)
-        if hit is None:
-            hit = catalog.index.knows(*pair)
-            if len(known) >= _KNOWN_CODES_MAX:
-                known.clear()
-            known[pair] = hit
-        if hit:
-            return True
-    return False
+    index = catalog.index
+    known = _known_codes(index)
+    concepts: list[object]
+    if rtype == "ImagingStudy":
+        concepts = [
+            *objs(resource.get("procedureCode")),
+            *objs(resource.get("modality")),
+        ]
+        concepts += [series.get("modality") for series in children(resource, "series")]
+    else:
+        concepts = [resource.get(_CODE_FIELD[rtype])]
+        if rtype == "Observation" and "component" in resource:
+            concepts += [comp.get("code") for comp in children(resource, "component")]
+        elif rtype == "DiagnosticReport" and "conclusionCode" in resource:
+            concepts += objs(resource.get("conclusionCode"))
+    if len(concepts) == 1:  # most resources: no generator for one concept
+        return _concept_known(concepts[0], known, index)
+    return any(_concept_known(concept, known, index) for concept in concepts)
+
+
+def _concept_known(
+    concept: object, known: dict[tuple[str, str], bool], index: CodeIndex
+) -> bool:
+    # Whether any coding `_pairs(concept)` reads is known (memo first).
+    if not isinstance(concept, dict):
+        return False
+    listed = concept.get("coding")
+    items: list[object] | tuple[object, ...]
+    if isinstance(listed, list):
+        items = listed
+    else:
+        items = (listed,) if isinstance(listed, dict) else ()
+    codings_seen = False
+    for coding in items:
+        if isinstance(coding, dict):
+            codings_seen = True
+            if _coding_known(coding, known, index):
+                return True
+    # A concept without Coding objects is read as a bare Coding (as `_pairs` does).
+    return (
+        not codings_seen and "code" in concept and _coding_known(concept, known, index)
+    )
+
+
+def _coding_known(
+    coding: dict[str, object], known: dict[tuple[str, str], bool], index: CodeIndex
+) -> bool:
+    code = coding.get("code")
+    if not isinstance(code, str):
+        return False
+    system = coding.get("system")
+    pair = (system if isinstance(system, str) else "", code)
+    hit = known.get(pair)
+    if hit is None:
+        hit = index.knows(*pair)
+        if len(known) >= _KNOWN_CODES_MAX:
+            known.clear()
+        known[pair] = hit
+    return hit
 
 
 # CodeIndex.knows per (system, code), remembered per index: a record repeats the same few dozen lab and

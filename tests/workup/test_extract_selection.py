@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from app.workup import extract
 from app.workup.jsontypes import JsonObject, codings
+from bench.workloads import large, order_sign, patient_view
+from tests.workup.factories import REPO
 from tests.workup.factories import catalog as load_test_catalog
 
 _scalars = st.one_of(
@@ -76,3 +79,99 @@ def test_known_code_memo_is_bounded(monkeypatch: Any) -> None:
             catalog,
         )
     assert len(extract._known_codes(catalog.index)) <= 3
+
+
+def _direct(resource: JsonObject) -> bool:
+    index = load_test_catalog().index
+    return any(index.knows(s, c) for s, c in extract.primary_codings(resource))
+
+
+# Mapped codes (duplex LOINC, leg swelling ICD-10) and near misses, so that both answers are drawn often.
+_known_coding = st.sampled_from(
+    [
+        ("http://loinc.org", "39432-0"),
+        ("http://hl7.org/fhir/sid/icd-10-cm", "R22.42"),
+        ("http://loinc.org", "718-7"),
+        ("http://loinc.org", "R22.42"),
+        ("x", "39432-0"),
+    ]
+).map(lambda pair: {"system": pair[0], "code": pair[1]})
+_any_concept = st.one_of(
+    _concept,
+    _known_coding,  # a bare Coding where a CodeableConcept belongs
+    st.fixed_dictionaries(
+        {
+            "coding": st.one_of(
+                _known_coding, st.lists(st.one_of(_known_coding, _scalars), max_size=3)
+            )
+        },
+        optional={"code": st.sampled_from(["R22.42", "x"]), "system": _scalars},
+    ),
+)
+_resource = st.fixed_dictionaries(
+    {
+        "resourceType": st.one_of(
+            st.sampled_from([*extract._MODELS, "ImagingStudy", "Patient", "Bundle"]),
+            _scalars,
+        )
+    },
+    optional={
+        "code": _any_concept,
+        "medicationCodeableConcept": _any_concept,
+        "codeCodeableConcept": _any_concept,
+        "component": st.one_of(
+            _scalars,
+            st.lists(
+                st.one_of(st.fixed_dictionaries({"code": _any_concept}), _scalars),
+                max_size=3,
+            ),
+        ),
+        "conclusionCode": st.one_of(_any_concept, st.lists(_any_concept, max_size=2)),
+        "procedureCode": st.one_of(_any_concept, st.lists(_any_concept, max_size=2)),
+        "modality": st.one_of(_any_concept, st.lists(_any_concept, max_size=2)),
+        "series": st.one_of(
+            _scalars,
+            st.lists(
+                st.one_of(
+                    st.fixed_dictionaries({}, optional={"modality": _any_concept}),
+                    _scalars,
+                ),
+                max_size=3,
+            ),
+        ),
+    },
+)
+
+
+@settings(max_examples=400)
+@given(_resource)
+def test_relevance_is_any_known_primary_coding(resource: Any) -> None:
+    assert extract._relevant(resource, load_test_catalog()) == _direct(resource)
+
+
+def test_relevance_on_every_scenario_and_bench_resource() -> None:
+    resources: list[JsonObject] = []
+    for body in (patient_view().body, order_sign().body, large(500).body):
+        for bundle in body["prefetch"].values():
+            if isinstance(bundle, dict) and bundle.get("resourceType") == "Bundle":
+                resources += [e["resource"] for e in bundle.get("entry", [])]
+            elif isinstance(bundle, dict):
+                resources.append(bundle)
+    for path in sorted((REPO / "tests" / "scenarios").glob("*.json")):
+        resources += _resources_in(json.loads(path.read_text()))
+    assert len(resources) > 1000
+    catalog = load_test_catalog()
+    relevant = [extract._relevant(r, catalog) for r in resources]
+    assert relevant == [_direct(r) for r in resources]
+    assert any(relevant)
+    assert not all(relevant)
+
+
+def _resources_in(value: Any) -> list[JsonObject]:
+    # Every JSON object carrying a resourceType, wherever it sits in a scenario file.
+    if isinstance(value, list):
+        return [r for item in value for r in _resources_in(item)]
+    if not isinstance(value, dict):
+        return []
+    found = [value] if isinstance(value.get("resourceType"), str) else []
+    return found + [r for item in value.values() for r in _resources_in(item)]
