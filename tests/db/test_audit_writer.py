@@ -222,16 +222,18 @@ class TestAuditWriter:
         assert await stored(db_engine, prefix) == {prefix: 1, f"{prefix}-after": 1}
 
 
+@pytest.fixture
+async def engine(tmp_path: Path) -> AsyncIterator[AsyncEngine]:
+    """A migrated SQLite file of this test's own (the writer is a thread only on SQLite)."""
+    url = f"sqlite+aiosqlite:///{tmp_path}/workers.db"
+    run_outside_loop(lambda: upgrade_database(url))
+    engine = create_engine(url)
+    yield engine
+    await engine.dispose()
+
+
 class TestSqliteWorkers:
     """Several workers (one writer each) on one SQLite file queue on a file lock, not on SQLite's polling."""
-
-    @pytest.fixture
-    async def engine(self, tmp_path: Path) -> AsyncIterator[AsyncEngine]:
-        url = f"sqlite+aiosqlite:///{tmp_path}/workers.db"
-        run_outside_loop(lambda: upgrade_database(url))
-        engine = create_engine(url)
-        yield engine
-        await engine.dispose()
 
     async def test_writers_of_two_workers_store_every_row(
         self, engine: AsyncEngine
@@ -273,14 +275,6 @@ class TestSqliteWorkers:
 
 class TestWriterThreadFailures:
     """On SQLite the writer is a thread: whatever goes wrong in it, no hook call is left waiting."""
-
-    @pytest.fixture
-    async def engine(self, tmp_path: Path) -> AsyncIterator[AsyncEngine]:
-        url = f"sqlite+aiosqlite:///{tmp_path}/thread.db"
-        run_outside_loop(lambda: upgrade_database(url))
-        engine = create_engine(url)
-        yield engine
-        await engine.dispose()
 
     async def test_an_unexpected_error_fails_its_batch_and_the_writer_goes_on(
         self, engine: AsyncEngine, monkeypatch: pytest.MonkeyPatch

@@ -54,14 +54,7 @@ class TestPaging:
         scenario = loaded_scenarios[PAGED]
         expected = {r["id"] for r in scenario.resources_by_key()["observations"]}
         async with create_http_client(timeout_seconds=10.0) as http:
-            fetcher = FhirFetcher(
-                http,
-                fhir_server.base_url,
-                fhir_server.token,
-                max_pages=10,
-                max_response_bytes=20 * 1024 * 1024,
-            )
-            observations = await fetcher.search(
+            observations = await fetcher_for(http, fhir_server).search(
                 f"Observation?patient={scenario.patient_id}"
             )
         # The server pages by 20, so this patient's search takes three pages.
@@ -101,19 +94,24 @@ class RefuseBatch(httpx.AsyncBaseTransport):
         await self.inner.aclose()
 
 
+def fetcher_for(http: httpx.AsyncClient, fhir_server: FhirServer) -> FhirFetcher:
+    """The service's fetcher against the test server (10 pages, 20 MB per response at most)."""
+    return FhirFetcher(
+        http,
+        fhir_server.base_url,
+        fhir_server.token,
+        max_pages=10,
+        max_response_bytes=20 * 1024 * 1024,
+    )
+
+
 async def gather_from(
     fhir_server: FhirServer,
     scenario: Scenario,
     transport: httpx.AsyncBaseTransport | None = None,
 ) -> GatherResult:
     async with create_http_client(timeout_seconds=10.0, transport=transport) as http:
-        fetcher = FhirFetcher(
-            http,
-            fhir_server.base_url,
-            fhir_server.token,
-            max_pages=10,
-            max_response_bytes=20 * 1024 * 1024,
-        )
+        fetcher = fetcher_for(http, fhir_server)
         return await gather_resources(
             prefetch=None,
             templates=PREFETCH_TEMPLATES,
@@ -147,10 +145,7 @@ class TestBatch:
     ) -> None:
         scenario = loaded_scenarios[PAGED]
         async with create_http_client(timeout_seconds=10.0) as http:
-            fetcher = FhirFetcher(
-                http, fhir_server.base_url, fhir_server.token, 10, 20 * 1024 * 1024
-            )
-            firsts = await fetcher.first_answers(
+            firsts = await fetcher_for(http, fhir_server).first_answers(
                 [
                     f"Patient/{scenario.patient_id}",
                     f"Observation?patient={scenario.patient_id}",
