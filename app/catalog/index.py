@@ -40,6 +40,9 @@ class SiteInfo:
     groups: frozenset[str]
 
 
+KNOWN_CODES_MAX = 4096
+
+
 @dataclass
 class CodeIndex:
     """Exact, prefix and range lookups of (system URI, code); built by the loader only."""
@@ -59,8 +62,14 @@ class CodeIndex:
     laterality: dict[tuple[str, str], Side] = field(default_factory=dict)
     methods: dict[tuple[str, str], str] = field(default_factory=dict)
     local_system: str = ""
+    # knows() per (system, code): a record repeats the same few dozen lab and vital codes thousands of times, and
+    # a miss tries every prefix and range of its system. Codes come from requests, so the memo is bounded.
+    _known: dict[tuple[str, str], bool] = field(
+        default_factory=dict, repr=False, compare=False
+    )
 
     def add(self, system: str, concept: Concept, entry: CodeEntry) -> None:
+        self._known.clear()
         if entry.range is not None:
             low, high = entry.range.split("-")
             self.ranges.setdefault(system, []).append((low, high, concept, entry))
@@ -93,7 +102,17 @@ class CodeIndex:
         return tuple(matches)
 
     def knows(self, system: str, code: str) -> bool:
-        """Cheap membership test used to select resources before validating them."""
+        """Cheap membership test used to select resources before validating them (remembered per code)."""
+        pair = (system, code)
+        known = self._known.get(pair)
+        if known is None:
+            known = self._lookup_known(system, code)
+            if len(self._known) >= KNOWN_CODES_MAX:
+                self._known.clear()
+            self._known[pair] = known
+        return known
+
+    def _lookup_known(self, system: str, code: str) -> bool:
         if (system, code) in self.exact:
             return True
         if any(

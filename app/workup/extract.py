@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import re
-import weakref
 from collections import OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
@@ -227,7 +226,6 @@ def _relevant(resource: JsonObject, catalog: Catalog) -> bool:
     if not isinstance(rtype, str) or rtype not in _MODELS:
         return False
     index = catalog.index
-    known = _known_codes(index)
     concepts: list[object]
     if rtype == "ImagingStudy":
         concepts = [
@@ -242,14 +240,12 @@ def _relevant(resource: JsonObject, catalog: Catalog) -> bool:
         elif rtype == "DiagnosticReport" and "conclusionCode" in resource:
             concepts += objs(resource.get("conclusionCode"))
     if len(concepts) == 1:  # most resources: no generator for one concept
-        return _concept_known(concepts[0], known, index)
-    return any(_concept_known(concept, known, index) for concept in concepts)
+        return _concept_known(concepts[0], index)
+    return any(_concept_known(concept, index) for concept in concepts)
 
 
-def _concept_known(
-    concept: object, known: dict[tuple[str, str], bool], index: CodeIndex
-) -> bool:
-    # Whether any coding `_pairs(concept)` reads is known (memo first).
+def _concept_known(concept: object, index: CodeIndex) -> bool:
+    # Whether any coding `_pairs(concept)` reads is known to the index.
     if not isinstance(concept, dict):
         return False
     listed = concept.get("coding")
@@ -262,48 +258,18 @@ def _concept_known(
     for coding in items:
         if isinstance(coding, dict):
             codings_seen = True
-            if _coding_known(coding, known, index):
+            if _coding_known(coding, index):
                 return True
     # A concept without Coding objects is read as a bare Coding (as `_pairs` does).
-    return (
-        not codings_seen and "code" in concept and _coding_known(concept, known, index)
-    )
+    return not codings_seen and "code" in concept and _coding_known(concept, index)
 
 
-def _coding_known(
-    coding: dict[str, object], known: dict[tuple[str, str], bool], index: CodeIndex
-) -> bool:
+def _coding_known(coding: dict[str, object], index: CodeIndex) -> bool:
     code = coding.get("code")
     if not isinstance(code, str):
         return False
     system = coding.get("system")
-    pair = (system if isinstance(system, str) else "", code)
-    hit = known.get(pair)
-    if hit is None:
-        hit = index.knows(*pair)
-        if len(known) >= _KNOWN_CODES_MAX:
-            known.clear()
-        known[pair] = hit
-    return hit
-
-
-# CodeIndex.knows per (system, code), remembered per index: a record repeats the same few dozen lab and
-# vital codes thousands of times, and knows() tries every prefix and range of the system on each miss.
-# The index is complete once the loader returns it; codes come from requests, so each memo is bounded.
-_KNOWN_CODES_MAX = 4096
-_known_memo: dict[int, tuple[weakref.ref[CodeIndex], dict[tuple[str, str], bool]]] = {}
-
-
-def _known_codes(index: CodeIndex) -> dict[tuple[str, str], bool]:
-    entry = _known_memo.get(id(index))
-    if entry is not None and entry[0]() is index:
-        return entry[1]
-    if len(_known_memo) >= 8:
-        # Several catalogs live at once only in tests; forget them all rather than track lifetimes.
-        _known_memo.clear()
-    memo: dict[tuple[str, str], bool] = {}
-    _known_memo[id(index)] = (weakref.ref(index), memo)
-    return memo
+    return index.knows(system if isinstance(system, str) else "", code)
 
 
 def _reference(resource: JsonObject) -> str | None:

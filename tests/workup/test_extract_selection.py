@@ -8,6 +8,7 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from app.catalog import index as catalog_index
 from app.workup import extract
 from app.workup.jsontypes import JsonObject, codings
 from bench.workloads import large, order_sign, patient_view
@@ -54,22 +55,21 @@ def test_known_code_memo_gives_the_index_answers() -> None:
         }
         for c in ("718-7", "39432-0", "718-7", "39432-0")
     ]
-    extract._known_memo.clear()
+    catalog.index._known.clear()
     first = [extract._relevant(r, catalog) for r in resources]
     again = [extract._relevant(r, catalog) for r in resources]
-    direct = [
-        any(catalog.index.knows(s, c) for s, c in extract.primary_codings(r))
-        for r in resources
-    ]
+    direct = [_direct(r) for r in resources]
     assert first == again == direct
-    memo = extract._known_codes(catalog.index)
-    assert set(memo) == {("http://loinc.org", "718-7"), ("http://loinc.org", "39432-0")}
+    assert set(catalog.index._known) == {
+        ("http://loinc.org", "718-7"),
+        ("http://loinc.org", "39432-0"),
+    }
 
 
 def test_known_code_memo_is_bounded(monkeypatch: Any) -> None:
     catalog = load_test_catalog()
-    monkeypatch.setattr(extract, "_KNOWN_CODES_MAX", 3)
-    extract._known_memo.clear()
+    monkeypatch.setattr(catalog_index, "KNOWN_CODES_MAX", 3)
+    catalog.index._known.clear()
     for i in range(10):
         extract._relevant(
             {
@@ -78,12 +78,13 @@ def test_known_code_memo_is_bounded(monkeypatch: Any) -> None:
             },
             catalog,
         )
-    assert len(extract._known_codes(catalog.index)) <= 3
+    assert len(catalog.index._known) <= 3
 
 
 def _direct(resource: JsonObject) -> bool:
+    # The plain definition, without the index's memo.
     index = load_test_catalog().index
-    return any(index.knows(s, c) for s, c in extract.primary_codings(resource))
+    return any(index._lookup_known(s, c) for s, c in extract.primary_codings(resource))
 
 
 # Mapped codes (duplex LOINC, leg swelling ICD-10) and near misses, so that both answers are drawn often.
