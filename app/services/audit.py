@@ -50,11 +50,9 @@ def audit_rows(**call: Unpack[AuditCall]) -> AuditRows:
     so no issued_card row is written for them. `card_sides` maps card uuid to the leg it concerns. The patient id
     is stored only as a keyed HMAC.
     """
-    cards, service_id, patient_id = (
-        call["cards"],
-        call["service_id"],
-        call["patient_id"],
-    )
+    cards = call["cards"]
+    service_id = call["service_id"]
+    patient_id = call["patient_id"]
     row = {
         "hook_instance": call["hook_instance"],
         "service_id": service_id,

@@ -88,9 +88,8 @@ class AuditWriter:
         if self._closed:
             raise RuntimeError("audit writer is closed")
         if self._thread is not None and not self._thread.is_alive():
-            raise RuntimeError(
-                "audit writer thread stopped"
-            )  # never wait for a commit that cannot come
+            # Never wait for a commit that cannot come.
+            raise RuntimeError("audit writer thread stopped")
         loop = asyncio.get_running_loop()
         pending = _Pending(rows, loop, loop.create_future())
         if self._task_queue is not None:
@@ -125,10 +124,9 @@ class AuditWriter:
                 try:
                     batch, stop = self._drain(first)
                     self._write_sync(batch)
-                except (
-                    Exception
-                ) as exc:  # a bug here must fail these calls, not leave them waiting
-                    # The type only: a message could quote row values.
+                except Exception as exc:
+                    # A bug here must fail these calls, not leave them waiting. The type only is logged: a
+                    # message could quote row values.
                     logger.error(
                         "audit_writer_error", extra={"exc_type": type(exc).__name__}
                     )
@@ -254,9 +252,8 @@ def _settle(batch: Sequence[_Pending], error: BaseException | None) -> None:
     for pending in batch:
         try:
             pending.loop.call_soon_threadsafe(_resolve, pending.done, error)
-        except (
-            RuntimeError
-        ):  # the caller's event loop is closed: nobody is waiting any more
+        except RuntimeError:
+            # The caller's event loop is closed: nobody is waiting any more.
             logger.warning("audit_waiter_gone")
 
 
