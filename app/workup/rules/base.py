@@ -8,7 +8,7 @@ from datetime import datetime
 
 from app.catalog.index import Catalog
 from app.workup.derived import Derived
-from app.workup.facts import Fact, FactSet, Side
+from app.workup.facts import Fact, FactSet, Side, Status
 
 PATIENT_VIEW = "patient-view"
 ORDER_SELECT = "order-select"
@@ -70,6 +70,10 @@ class RuleContext:
         return any(
             f.selected and fact.source in f.links for f in self.facts.facts if f.draft
         )
+
+    def under_review(self, fact: Fact) -> bool:
+        """A draft order still in draft status that this hook call is checking (see `triggering`)."""
+        return fact.draft and fact.status is Status.DRAFT and self.triggering(fact)
 
     def references(self, facts: Iterable[Fact]) -> tuple[str, ...]:
         return tuple(dict.fromkeys(f.source for f in facts))

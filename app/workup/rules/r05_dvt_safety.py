@@ -151,11 +151,7 @@ def filter_without_contraindication(ctx: RuleContext) -> Iterator[Finding]:
     """R05b: an IVC filter is drafted although no contraindication to anticoagulation is documented."""
     if ctx.derived.anticoag_contraindicated:
         return
-    drafts = [
-        f
-        for f in ctx.facts.of("ivc-filter")
-        if f.draft and f.status is Status.DRAFT and ctx.triggering(f)
-    ]
+    drafts = [f for f in ctx.facts.of("ivc-filter") if ctx.under_review(f)]
     if drafts:
         yield Finding("R05b", None, evidence=ctx.references(drafts))
 
@@ -219,11 +215,7 @@ def _lysis_drafts(ctx: RuleContext) -> list[Fact]:
     drafts = []
     any_dvt = any(ctx.derived.dvt_active(leg) for leg in LEGS)
     for fact in ctx.facts.facts:
-        if (
-            not fact.draft
-            or fact.status is not Status.DRAFT
-            or not ctx.triggering(fact)
-        ):
+        if not ctx.under_review(fact):
             continue
         # A systemic thrombolytic counts when given for DVT (stated, or unstated with a DVT on record).
         for_dvt = fact.kind == "thrombolytic" and (

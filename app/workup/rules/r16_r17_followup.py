@@ -176,9 +176,7 @@ def routine_antithrombotic(ctx: RuleContext) -> Iterator[Finding]:
     Offers no suggestion: the service never proposes adding antithrombotic therapy after NIVL stenting.
     """
     drafts = [
-        f
-        for f in ctx.facts.of("anticoagulant", "antiplatelet")
-        if f.draft and f.status is Status.DRAFT and ctx.triggering(f)
+        f for f in ctx.facts.of("anticoagulant", "antiplatelet") if ctx.under_review(f)
     ]
     post_stent = []
     for draft in drafts:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from app.workup.facts import LEGS, Fact, Status
+from app.workup.facts import LEGS, Fact
 from app.workup.rules.base import Finding, Rule, RuleContext
 
 _CT_KINDS = {
@@ -98,11 +98,7 @@ def pregnancy_order_check(ctx: RuleContext) -> Iterator[Finding]:
         return
     grouped: dict[str, tuple[_OrderClass, list[str], list[Fact]]] = {}
     for fact in ctx.facts.facts:
-        if (
-            not fact.draft
-            or fact.status is not Status.DRAFT
-            or not ctx.triggering(fact)
-        ):
+        if not ctx.under_review(fact):
             continue
         found = _classify(fact)
         if found is None:
