@@ -20,7 +20,7 @@ from joserfc.jwk import ECKey
 from typer.testing import CliRunner
 
 from app.catalog.loader import CatalogError, load_catalog
-from app.cli import app
+from app.cli import ACCEPT_ENV, app
 from app.config import get_settings
 
 runner = CliRunner()
@@ -286,3 +286,26 @@ def test_serve_with_two_workers_forks_them_and_stops_gracefully(
         if process.poll() is None:
             process.kill()
             process.wait()
+
+
+def test_serve_with_workers_has_them_accept_one_connection_at_a_time(
+    sqlite_env: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("ILIAC_CDS_AUTH_MODE", "disabled")
+    monkeypatch.setattr(gc, "freeze", lambda: None)
+    monkeypatch.setattr("app.cli._fork_workers", lambda options: None)
+    seen: list[str | None] = []
+    monkeypatch.setattr(
+        "uvicorn.run", lambda *_, **__: seen.append(os.environ.get(ACCEPT_ENV))
+    )
+    monkeypatch.delenv(ACCEPT_ENV, raising=False)
+    assert runner.invoke(app, ["serve", "--skip-migrate"]).exit_code == 0
+    assert (
+        runner.invoke(app, ["serve", "--skip-migrate", "--workers", "2"]).exit_code == 0
+    )
+    # An operator's own choice is kept.
+    monkeypatch.setenv(ACCEPT_ENV, "0")
+    assert (
+        runner.invoke(app, ["serve", "--skip-migrate", "--workers", "2"]).exit_code == 0
+    )
+    assert seen == [None, "1", "0"]
