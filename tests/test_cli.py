@@ -288,12 +288,13 @@ def test_serve_with_two_workers_forks_them_and_stops_gracefully(
             process.wait()
 
 
+@pytest.mark.usefixtures("sqlite_env")
 def test_serve_with_workers_has_them_accept_one_connection_at_a_time(
-    sqlite_env: Path, monkeypatch: pytest.MonkeyPatch
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setenv("ILIAC_CDS_AUTH_MODE", "disabled")
     monkeypatch.setattr(gc, "freeze", lambda: None)
-    monkeypatch.setattr("app.cli._fork_workers", lambda options: None)
+    monkeypatch.setattr("app.cli._fork_workers", lambda _options: None)
     seen: list[str | None] = []
     monkeypatch.setattr(
         "uvicorn.run", lambda *_, **__: seen.append(os.environ.get(ACCEPT_ENV))

