@@ -6,7 +6,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint typecheck pytest install openapi bench bench-quick clean fhir-server-venv
+.PHONY: run test lint typecheck pytest install openapi bench bench-quick bench-instructions clean fhir-server-venv
 
 $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "Python 3.11 is required ($(PYTHON) not found)"; exit 1; }
@@ -43,6 +43,9 @@ bench: $(STAMP) fhir-server-venv
 
 bench-quick: $(STAMP) fhir-server-venv
 	$(BIN)/python -m bench --quick
+
+bench-instructions: $(STAMP)
+	$(BIN)/python -m bench.instructions
 
 clean:
 	rm -rf $(VENV) .venv-fhir .mypy_cache .pytest_cache .ruff_cache
