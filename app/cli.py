@@ -190,8 +190,8 @@ def _share_accepts(environ: MutableMapping[str, str]) -> None:
     it yields, so a burst of new connections (a client opening its keep-alive pool, an EHR reconnecting
     after a network blip) lands on one worker while the others idle: measured with 2 workers and 32
     connections opened at once, about 30 of them on one worker. With one accept per wake-up (libuv then
-    yields the CPU between accepts) they were shared about 2 to 1 or better, and throughput at 2 workers
-    rose from 1.2x to 1.4-1.6x one worker (bench/README.md).
+    yields the CPU between accepts) the split ranged from 12:32 to 20:24, and throughput at 2 workers rose
+    from 1.2x to 1.3-1.6x one worker in short runs (bench/README.md).
     """
     environ.setdefault(ACCEPT_ENV, "1")
 

@@ -24,7 +24,7 @@ from bench.workloads import Body
 
 REPO = Path(__file__).resolve().parent.parent
 VENV_BIN = Path(sys.executable).parent
-NOW = "2026-03-01T09:00:00+00:00"  # the workloads' dates are relative to this
+NOW = workloads.EPOCH.isoformat()
 
 
 @dataclass(frozen=True)

@@ -28,7 +28,6 @@ import orjson
 from bench import workloads
 from bench.workloads import Body
 
-NOW = "2026-03-01T09:00:00+00:00"  # the workloads' dates are relative to this (as bench/__main__.py)
 WARM_CALLS = 3
 WORKLOADS: dict[str, Callable[[], Body]] = {
     "patient-view-150k": workloads.patient_view,
@@ -39,17 +38,13 @@ WORKLOADS: dict[str, Callable[[], Body]] = {
 _REFS = re.compile(r"Collected\s*:\s*(\d+)")
 
 
-def _body(name: str) -> Body:
-    return WORKLOADS[name]()
-
-
 async def _calls(name: str, calls: int) -> None:
     """Runs inside valgrind: start the app, warm it, then make `calls` calls; every answer must be 200."""
     import httpx
 
     from app.main import create_app
 
-    body = _body(name)
+    body = WORKLOADS[name]()
     raw = orjson.dumps(body.body)
     app = create_app()
     async with app.router.lifespan_context(app):
@@ -72,7 +67,7 @@ def _child_env(workdir: Path) -> dict[str, str]:
         **os.environ,
         "ILIAC_CDS_AUTH_MODE": "disabled",
         "ILIAC_CDS_DATABASE_URL": f"sqlite+aiosqlite:///{workdir / 'bench.db'}",
-        "ILIAC_CDS_NOW": NOW,
+        "ILIAC_CDS_NOW": workloads.EPOCH.isoformat(),
         "ILIAC_CDS_LOG_LEVEL": "WARNING",
         "PYTHONHASHSEED": "0",
     }

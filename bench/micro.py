@@ -9,7 +9,6 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from functools import partial
 
 import orjson
@@ -63,7 +62,7 @@ def _engine_call(body: Body) -> Callable[[], object] | None:
     )
     inp = WorkupInput(
         hook=body.body["hook"],
-        now=datetime(2026, 3, 1, 9, 0, tzinfo=UTC),
+        now=workloads.EPOCH,
         patient_id=workloads.PATIENT_ID,
         resources=resources,
         draft_orders=drafts,

@@ -37,7 +37,8 @@ PREFETCH_KEYS = (
     "medicationRequests",
     "medicationStatements",
 )
-_EPOCH = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)
+# The workloads' dates are relative to this; the service under test runs with its clock fixed here.
+EPOCH = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)
 
 # (LOINC, display, UCUM unit, low, high): a routine chemistry / haematology / lipid panel.
 LABS: tuple[tuple[str, str, str, float, float], ...] = (
@@ -179,7 +180,7 @@ def _laterality(side_code: str) -> JsonObject:
 
 
 def _when(days_ago: float) -> str:
-    return (_EPOCH - timedelta(days=days_ago)).isoformat()
+    return (EPOCH - timedelta(days=days_ago)).isoformat()
 
 
 def _meta(rng: random.Random) -> JsonObject:
