@@ -6,7 +6,7 @@ import hashlib
 import re
 from collections import OrderedDict
 from collections.abc import Iterable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 import orjson
@@ -141,7 +141,8 @@ def extract_facts(
         for resource in batch:
             if not _relevant(resource, catalog):
                 continue
-            if not _VALIDATED.is_valid(resource):
+            known = _READ.entry(resource, catalog)
+            if not known.valid:
                 invalid += 1
                 continue
             status = status_of(resource, draft=draft)
@@ -152,7 +153,7 @@ def extract_facts(
                 seen_anonymous += 1
                 source = f"{resource['resourceType']}/#{seen_anonymous}"
             ctx = _Context(catalog, source, status, draft, source in chosen)
-            facts.extend(_read(resource, ctx))
+            facts.extend(known.read(resource, ctx))
     facts = _link(facts)
     stale_days = catalog.settings.windows.stale_days
     fresh = [f for f in facts if not _is_stale(f, now, stale_days)]
@@ -160,41 +161,64 @@ def extract_facts(
     return FactSet(tuple(fresh), invalid, tuple(stale))
 
 
-class _ValidationMemo:
-    """fhir.resources R4B validation of the selected resources, remembered by content.
+class _ReadMemo:
+    """Validation (fhir.resources R4B) and reading of the selected resources, remembered by content.
 
-    Validation is a pure function of the resource JSON and costs ~9 µs per element (0.15-0.4 ms for a
-    typical selected resource), more than everything else the engine does with it; an EHR re-sends the same
-    resources on every hook of a chart session (patient-view, order-select, order-sign). The key is the
-    resource type and a 128-bit BLAKE2b digest of the resource's bytes, so an edited resource is validated
-    afresh; the memo holds digests and booleans only (no FHIR content) and forgets the least recently used
-    entry beyond `maxsize`.
+    Validation costs ~9 µs per element (0.15-0.4 ms for a typical selected resource) and reading a valid one into
+    facts about as much again; both are pure functions of the resource JSON, the way it is read (draft order or
+    record, selected, its reference) and the catalogue. An EHR re-sends the same resources on every hook of a chart
+    session (patient-view, order-select, order-sign). The key is the resource type and a 128-bit BLAKE2b digest of
+    the resource's bytes, so an edited resource is validated and read afresh. An entry holds the validity and the
+    frozen facts read from the resource (no FHIR JSON); the least recently used entry beyond `maxsize` is
+    forgotten, and everything is forgotten when another catalogue is used.
     """
 
     def __init__(self, maxsize: int) -> None:
         self._maxsize = maxsize
-        self._outcomes: OrderedDict[tuple[str, bytes], bool] = OrderedDict()
+        self._entries: OrderedDict[tuple[str, bytes], _Read] = OrderedDict()
+        self._catalog: Catalog | None = None
 
-    def is_valid(self, resource: JsonObject) -> bool:
+    def entry(self, resource: JsonObject, catalog: Catalog) -> _Read:
+        """What is known of `resource`: whether it validates, and the facts read from it so far."""
         rtype = string(resource, "resourceType") or ""
         try:
             digest = hashlib.blake2b(orjson.dumps(resource), digest_size=16).digest()
         except (orjson.JSONEncodeError, TypeError):
-            # Not representable by orjson (an integer over 64 bits from a FHIR server): validate uncached.
-            return _validates(rtype, resource)
+            # Not representable by orjson (an integer over 64 bits from a FHIR server): not remembered.
+            return _Read(_validates(rtype, resource))
+        if catalog is not self._catalog:
+            self._entries.clear()
+            self._catalog = catalog
         key = (rtype, digest)
-        outcome = self._outcomes.get(key)
-        if outcome is not None:
-            self._outcomes.move_to_end(key)
-            return outcome
-        outcome = _validates(rtype, resource)
-        self._outcomes[key] = outcome
-        if len(self._outcomes) > self._maxsize:
-            self._outcomes.popitem(last=False)
-        return outcome
+        entry = self._entries.get(key)
+        if entry is None:
+            entry = self._entries[key] = _Read(_validates(rtype, resource))
+            if len(self._entries) > self._maxsize:
+                self._entries.popitem(last=False)
+        else:
+            self._entries.move_to_end(key)
+        return entry
 
     def clear(self) -> None:
-        self._outcomes.clear()
+        self._entries.clear()
+        self._catalog = None
+
+
+@dataclass
+class _Read:
+    valid: bool
+    # (source, status, draft, selected) -> facts; a resource is nearly always read one way.
+    _facts: dict[tuple[str, Status, bool, bool], tuple[Fact, ...]] = field(
+        default_factory=dict
+    )
+
+    def read(self, resource: JsonObject, ctx: _Context) -> tuple[Fact, ...]:
+        """The facts of this (valid) resource read in `ctx`, read once per way of reading it."""
+        how = (ctx.source, ctx.status, ctx.draft, ctx.selected)
+        facts = self._facts.get(how)
+        if facts is None:
+            facts = self._facts[how] = tuple(_read(resource, ctx))
+        return facts
 
 
 def _validates(rtype: str, resource: JsonObject) -> bool:
@@ -205,8 +229,8 @@ def _validates(rtype: str, resource: JsonObject) -> bool:
     return True
 
 
-# 8,192 digests: the selected resources of a few thousand recent hook calls, about 1.5 MB.
-_VALIDATED = _ValidationMemo(maxsize=8192)
+# 8,192 resources: the selected resources of a few thousand recent hook calls, a few MB of frozen facts.
+_READ = _ReadMemo(maxsize=8192)
 
 
 def _without_onset(resource: JsonObject) -> bool:
