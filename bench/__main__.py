@@ -28,6 +28,23 @@ NOW = workloads.EPOCH.isoformat()
 
 
 @dataclass(frozen=True)
+class Slice:
+    result: loadgen.WrkResult
+    cpu_seconds: float  # the server's process tree
+    other_seconds: float  # CPU of other processes than the server and wrk
+    elapsed: float
+
+
+@dataclass(frozen=True)
+class PointSpec:
+    name: str
+    target: str
+    workers: int
+    connections: int
+    group: str = ""
+
+
+@dataclass(frozen=True)
 class Config:
     seconds: float
     rss_requests: int
@@ -119,18 +136,29 @@ class Bench:
                     )
                 self.run.cards[name] = [c["summary"] for c in response.json()["cards"]]
 
-    def point(
-        self, server: Server, target: str, workers: int, name: str, connections: int
-    ) -> Point:
-        url = self.url(server, name)
+    @property
+    def slice_seconds(self) -> float:
+        return 2.0 if self.cfg.seconds >= 10 else 1.0
+
+    def prepare(self, server: Server, name: str) -> None:
         drained = server.wait_idle()
         if drained > 2:
             self.run.notes.append(
-                f"{server.name} was still busy for {drained:.0f} s before the {name} c{connections} point."
+                f"{server.name} was still busy for {drained:.0f} s before a {name} point."
             )
         if (server.name, name) not in self.warm:
-            loadgen.run(self.wrk, url, self.files[name], connections=8, seconds=1)
+            loadgen.run(
+                self.wrk,
+                self.url(server, name),
+                self.files[name],
+                connections=8,
+                seconds=1,
+            )
             self.warm.add((server.name, name))
+
+    def measure(
+        self, server: Server, name: str, connections: int, seconds: float
+    ) -> Slice:
         cpu0, busy0, t0 = (
             server.cpu_seconds(),
             machine_busy_seconds(),
@@ -138,29 +166,74 @@ class Bench:
         )
         result = loadgen.run(
             self.wrk,
-            url,
+            self.url(server, name),
             self.files[name],
             connections=connections,
-            seconds=self.cfg.seconds,
+            seconds=seconds,
         )
         cpu = server.cpu_seconds() - cpu0
         others = machine_busy_seconds() - busy0 - cpu - result.wrk_cpu_seconds
+        return Slice(result, cpu, max(0.0, others), time.perf_counter() - t0)
+
+    def record(self, server: Server, point: PointSpec, slices: list[Slice]) -> Point:
+        result = loadgen.merge([s.result for s in slices])
+        cpu = sum(s.cpu_seconds for s in slices)
         p = Point(
-            workload=name,
-            target=target,
-            workers=workers,
-            connections=connections,
+            workload=point.name,
+            target=point.target,
+            workers=point.workers,
+            connections=point.connections,
             result=result,
             server_cpu_ms=cpu * 1000 / result.requests if result.requests else math.nan,
             rss_mb=server.rss_kb() / 1024,
-            other_cores=max(0.0, others) / (time.perf_counter() - t0),
+            other_cores=sum(s.other_seconds for s in slices)
+            / sum(s.elapsed for s in slices),
+            group=point.group,
+            slices=len(slices),
         )
         self.run.points.append(p)
+        label = f"{point.target}{f' ({point.group})' if point.group else ''}"
         log(
-            f"{name:24} {target:7} {workers}w c{connections:<3} {result.rps:8.1f} req/s  p50 {result.p50_ms:7.2f}  "
-            f"p99 {result.p99_ms:7.2f} ms  cpu {p.server_cpu_ms:6.2f} ms/req  errors {result.errors + result.non_2xx}  others {p.other_cores:.2f} cores"
+            f"{point.name:24} {label:7} {point.workers}w c{point.connections:<3} {result.rps:8.1f} req/s  "
+            f"p50 {result.p50_ms:7.2f}  p99 {result.p99_ms:7.2f} ms  cpu {p.server_cpu_ms:6.2f} ms/req  "
+            f"errors {result.errors + result.non_2xx}  others {p.other_cores:.2f} cores"
         )
         return p
+
+    def point(
+        self, server: Server, target: str, workers: int, name: str, connections: int
+    ) -> Point:
+        """One point measured in one piece."""
+        self.prepare(server, name)
+        spec = PointSpec(name, target, workers, connections)
+        return self.record(
+            server, spec, [self.measure(server, name, connections, self.cfg.seconds)]
+        )
+
+    def interleaved(
+        self,
+        entries: list[tuple[Server, str, int]],
+        name: str,
+        connections: int,
+        group: str = "",
+    ) -> None:
+        """Points of several servers measured side by side: `--seconds` each, in slices that alternate between
+        the servers (A B, B A, A B, ...), so that a change of the machine's speed during the point falls on all of
+        them alike. Each point merges its slices (bench/loadgen.py: merge)."""
+        for server, _, _ in entries:
+            self.prepare(server, name)
+        rounds = max(1, round(self.cfg.seconds / self.slice_seconds))
+        slices: dict[str, list[Slice]] = {server.name: [] for server, _, _ in entries}
+        for i in range(rounds):
+            for server, _, _ in entries if i % 2 == 0 else entries[::-1]:
+                if connections > 1:
+                    server.wait_idle()  # what the previous slice left in flight is not billed here
+                slices[server.name].append(
+                    self.measure(server, name, connections, self.cfg.seconds / rounds)
+                )
+        for server, target, workers in entries:
+            spec = PointSpec(name, target, workers, connections, group)
+            self.record(server, spec, slices[server.name])
 
     def pair(
         self,
@@ -170,6 +243,21 @@ class Bench:
         name: str,
         connections: int,
     ) -> None:
+        self.interleaved(
+            [(bare_server, "bare", workers), (svc, "service", workers)],
+            name,
+            connections,
+        )
+
+    def sequential_pair(
+        self,
+        svc: Server,
+        bare_server: Server,
+        workers: int,
+        name: str,
+        connections: int,
+    ) -> None:
+        """For the large bodies: their requests take tens of ms to seconds, too long for short slices."""
         self.point(bare_server, "bare", workers, name, connections)
         self.point(svc, "service", workers, name, connections)
 
@@ -243,8 +331,8 @@ def phase_one_worker(b: Bench, names: list[str], fhir_name: str | None) -> None:
         b.rss_run(svc, "patient-view-150k")
         for name in names[2:]:
             for c in (1, 32):
-                b.pair(svc, bare_server, 1, name, c)
-        b.pair(svc, bare_server, 1, "patient-view-500", 1)
+                b.sequential_pair(svc, bare_server, 1, name, c)
+        b.sequential_pair(svc, bare_server, 1, "patient-view-500", 1)
         if fhir_name is not None:
             for c in (1, 32):
                 b.point(svc, "service", 1, fhir_name, c)
@@ -253,17 +341,30 @@ def phase_one_worker(b: Bench, names: list[str], fhir_name: str | None) -> None:
         bare_server.stop()
 
 
+TWO_WORKER_RUN = "2-worker run"
+
+
 def phase_two_workers(b: Bench) -> None:
+    """2 workers against the bare endpoint with 2 workers, and against the 1-worker service started again beside
+    them (same database), all three interleaved: the 2-worker target compares points measured side by side."""
     svc = service(b.workdir, 2, b.workdir / "bench.db")
+    one = service(b.workdir, 1, b.workdir / "bench.db")
     bare_server = bare(b.workdir, 2)
     try:
         svc.start(workers=2)
         b.run.ready["service, 2 workers, database at head"] = svc.ready_seconds
+        one.start()
         bare_server.start(workers=2)
         for name in ("patient-view-150k", "order-sign-stent-ivus"):
-            b.pair(svc, bare_server, 2, name, 32)
+            b.interleaved(
+                [(bare_server, "bare", 2), (svc, "service", 2), (one, "service", 1)],
+                name,
+                32,
+                group=TWO_WORKER_RUN,
+            )
     finally:
         svc.stop()
+        one.stop()
         bare_server.stop()
 
 
@@ -353,7 +454,11 @@ def evaluate(run: Run, fhir_name: str | None) -> list[Check]:
                 p.result.p99_ms <= 10,
             )
         )
-    one, two = run.find(w1, "service", 1, 32), run.find(w1, "service", 2, 32)
+    # The 1-worker point measured beside the 2-worker one (phase two), else the first run's.
+    one = run.find(w1, "service", 1, 32, TWO_WORKER_RUN) or run.find(
+        w1, "service", 1, 32
+    )
+    two = run.find(w1, "service", 2, 32, TWO_WORKER_RUN)
     if one and two:
         scale = two.result.rps / one.result.rps
         checks.append(

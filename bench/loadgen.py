@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import resource
 import shutil
 import subprocess
@@ -23,6 +24,8 @@ class WrkResult:
     errors: int
     non_2xx: int
     wrk_cpu_seconds: float
+    # The latency distribution at every 0.1 % (p0.1 ... p99.9), for merging slices.
+    quantiles_ms: tuple[float, ...] = ()
 
     @property
     def rps(self) -> float:
@@ -99,4 +102,42 @@ def run(
         non_2xx=int(err["status"]),
         wrk_cpu_seconds=(after.ru_utime + after.ru_stime)
         - (before.ru_utime + before.ru_stime),
+        quantiles_ms=tuple(q / 1000 for q in data.get("quantiles_us", ())),
+    )
+
+
+def merge(parts: list[WrkResult]) -> WrkResult:
+    """One result from slices of one point: counts and times add up, latency quantiles come from the slices'
+    distributions pooled by their request counts (each slice's 999 quantiles stand for equal shares of it)."""
+    if len(parts) == 1:
+        return parts[0]
+    pooled = sorted(
+        (q, part.requests / len(part.quantiles_ms))
+        for part in parts
+        if part.requests and part.quantiles_ms
+        for q in part.quantiles_ms
+    )
+    total = sum(weight for _, weight in pooled)
+
+    def quantile(p: float) -> float:
+        if not pooled:
+            return math.nan
+        seen = 0.0
+        for value, weight in pooled:
+            seen += weight
+            if seen >= p * total:
+                return value
+        return pooled[-1][0]
+
+    return WrkResult(
+        requests=sum(p.requests for p in parts),
+        seconds=sum(p.seconds for p in parts),
+        p50_ms=quantile(0.50),
+        p90_ms=quantile(0.90),
+        p99_ms=quantile(0.99),
+        max_ms=max(p.max_ms for p in parts),
+        errors=sum(p.errors for p in parts),
+        non_2xx=sum(p.non_2xx for p in parts),
+        wrk_cpu_seconds=sum(p.wrk_cpu_seconds for p in parts),
+        quantiles_ms=tuple(quantile(i / 1000) for i in range(1, 1000)),
     )

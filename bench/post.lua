@@ -22,12 +22,20 @@ end
 
 function done(summary, latency, requests)
   local e = summary.errors
+  -- The latency distribution at every 0.1 % (999 quantiles), so that interleaved slices of one point can be
+  -- merged into one distribution (bench/loadgen.py: merge).
+  local q = {}
+  for i = 1, 999 do
+    q[i] = string.format("%d", latency:percentile(i / 10))
+  end
   io.write(string.format(
     'WRK_JSON {"requests":%d,"duration_us":%d,"bytes":%d,' ..
     '"errors":{"connect":%d,"read":%d,"write":%d,"status":%d,"timeout":%d},' ..
-    '"latency_us":{"min":%d,"mean":%.1f,"max":%d,"p50":%d,"p90":%d,"p99":%d}}\n',
+    '"latency_us":{"min":%d,"mean":%.1f,"max":%d,"p50":%d,"p90":%d,"p99":%d},' ..
+    '"quantiles_us":[%s]}\n',
     summary.requests, summary.duration, summary.bytes,
     e.connect, e.read, e.write, e.status, e.timeout,
     latency.min, latency.mean, latency.max,
-    latency:percentile(50), latency:percentile(90), latency:percentile(99)))
+    latency:percentile(50), latency:percentile(90), latency:percentile(99),
+    table.concat(q, ",")))
 end

@@ -25,6 +25,8 @@ class Point:
     server_cpu_ms: float  # per request
     rss_mb: float
     other_cores: float  # CPU used by processes other than the server and wrk during the point, in cores
+    group: str = ""  # points measured side by side in a later phase (the 2-worker run)
+    slices: int = 1  # interleaved slices the point was measured in
 
     @property
     def wrk_cpu_ms(self) -> float:
@@ -59,14 +61,20 @@ class Run:
     wrk_version: str = ""
 
     def find(
-        self, workload: str, target: str, workers: int, connections: int
+        self,
+        workload: str,
+        target: str,
+        workers: int,
+        connections: int,
+        group: str = "",
     ) -> Point | None:
         for p in self.points:
-            if (p.workload, p.target, p.workers, p.connections) == (
+            if (p.workload, p.target, p.workers, p.connections, p.group) == (
                 workload,
                 target,
                 workers,
                 connections,
+                group,
             ):
                 return p
         return None
@@ -166,28 +174,34 @@ def render(run: Run) -> str:
         "requests wrk completed. wrk ms/req: the load generator's own CPU per request (its overhead). "
         "RSS: the server's process tree after the point. Ratio: requests/s over the bare endpoint's at the "
         "same workload, workers and concurrency. Others: cores kept busy by processes other than the server "
-        "and wrk during the point (the machine is shared; above ~0.3 the point is disturbed).\n"
+        "and wrk during the point (the machine is shared; above ~0.3 the point is disturbed). A point measured in "
+        "N slices ran side by side with the other points of its workload and concurrency: the servers took turns "
+        "(A B, B A, ...), N slices each, so that the machine's changes of speed fall on all of them; its "
+        "percentiles come from the slices' latency distributions merged.\n"
     )
     out.append(
         "| workload | server | workers | conc. | req/s | p50 ms | p99 ms | max ms | CPU ms/req | wrk ms/req | RSS MB | ratio | others | errors |"
     )
     out.append("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for p in run.points:
-        bare = run.find(p.workload, "bare", p.workers, p.connections)
+        bare = run.find(p.workload, "bare", p.workers, p.connections, p.group)
         ratio = (
             f"{p.result.rps / bare.result.rps:.2f}"
             if p.target == "service" and bare and bare.result.rps
             else ""
         )
         r = p.result
+        server = p.target + (f" ({p.group})" if p.group else "")
+        if p.slices > 1:
+            server += f", {p.slices} slices"
         if not r.requests:
             out.append(
-                f"| {p.workload} | {p.target} | {p.workers} | {p.connections} | 0 | no request completed "
+                f"| {p.workload} | {server} | {p.workers} | {p.connections} | 0 | no request completed "
                 f"in {r.seconds:.0f} s | | | | | {p.rss_mb:.0f} | | {p.other_cores:.2f} | {r.errors + r.non_2xx} |"
             )
             continue
         out.append(
-            f"| {p.workload} | {p.target} | {p.workers} | {p.connections} | {r.rps:.0f} | {r.p50_ms:.2f} | "
+            f"| {p.workload} | {server} | {p.workers} | {p.connections} | {r.rps:.0f} | {r.p50_ms:.2f} | "
             f"{r.p99_ms:.2f} | {r.max_ms:.1f} | {_f(p.server_cpu_ms, 2)} | {p.wrk_cpu_ms:.3f} | {p.rss_mb:.0f} | "
             f"{ratio} | {p.other_cores:.2f} | {r.errors + r.non_2xx} |"
         )
