@@ -46,6 +46,8 @@ class Settings(BaseSettings):
     hmac_key: SecretStr = SecretStr(DEFAULT_HMAC_KEY)
     fhir_deadline_seconds: float = 2.0
     fhir_max_pages: int = 10
+    # `_count` asked of each FHIR search (0: the server's default page size); see app/fhir/client.py.
+    fhir_page_size: int = Field(default=1000, ge=0)
     fhir_max_response_bytes: int = 20 * 1024 * 1024
     dev_fhir_servers: list[str] = Field(default_factory=list)
     max_body_bytes: int = 5 * 1024 * 1024

@@ -95,6 +95,24 @@ class QueryTiming:
     resources: int
     p50_ms: float
     p99_ms: float
+    samples_ms: tuple[float, ...] = ()
+
+
+def merge_timings(rounds: list[list[QueryTiming]]) -> list[QueryTiming]:
+    """The timings of several rounds of time_queries() as one: each query's samples pooled."""
+    merged: list[QueryTiming] = []
+    for same in zip(*rounds, strict=True):
+        samples = sorted(x for timing in same for x in timing.samples_ms)
+        merged.append(
+            QueryTiming(
+                same[0].key,
+                same[-1].resources,
+                statistics.median(samples),
+                samples[min(len(samples) - 1, int(len(samples) * 0.99))],
+                tuple(samples),
+            )
+        )
+    return merged
 
 
 async def _time_queries(base_url: str, repeats: int) -> list[QueryTiming]:
@@ -125,6 +143,7 @@ async def _time_queries(base_url: str, repeats: int) -> list[QueryTiming]:
                     found,
                     statistics.median(samples),
                     samples[min(len(samples) - 1, int(len(samples) * 0.99))],
+                    tuple(samples),
                 )
             )
     return timings
@@ -134,6 +153,8 @@ def time_queries(base_url: str, repeats: int) -> list[QueryTiming]:
     """Each prefetch query on its own, sequentially, as the service's FhirFetcher runs it (pages followed).
 
     search() is one GET per page, no batch: the latency of that query alone, with the same client code (the hook
-    sends the nine queries as one batch, then the further pages).
+    sends the nine queries as one batch, then the further pages). The fetcher asks no page size (`_count`), so
+    each query runs as its prefetch template reads, in the server's default pages; the service asks for pages of
+    ILIAC_CDS_FHIR_PAGE_SIZE.
     """
     return asyncio.run(_time_queries(base_url, repeats))

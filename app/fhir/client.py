@@ -92,7 +92,11 @@ class FhirFetcher:
         access_token: str | None,
         max_pages: int,
         max_response_bytes: int,
+        *,
+        page_size: int | None = None,
     ) -> None:
+        """`page_size`: asked of every search as `_count` unless the query sets its own; None leaves the page
+        size to the server. The server may answer smaller pages; their `next` links are followed as ever."""
         base = httpx.URL(base_url.rstrip("/"))
         if (
             base.scheme not in ("http", "https")
@@ -110,9 +114,24 @@ class FhirFetcher:
         self._post_headers = {**self._headers, "Content-Type": FHIR_JSON}
         self._max_pages = max_pages
         self._max_response_bytes = max_response_bytes
+        self._page_size = page_size
 
     def __repr__(self) -> str:
         return f"FhirFetcher(host={self._base.host!r})"
+
+    def _sized(self, query: str) -> str:
+        """The query as sent: a search gets `_count=page_size` unless it names its own (reads stay as they are).
+
+        Fewer, larger pages: a server that answers one request at a time pays its per-request cost once per
+        page, and a record's Observations fill several of its default pages.
+        """
+        if self._page_size is None or _is_read(query) or _has_count(query):
+            return query
+        if "?" not in query:
+            separator = "?"
+        else:
+            separator = "" if query.endswith(("?", "&")) else "&"
+        return f"{query}{separator}_count={self._page_size}"
 
     async def search(self, query: str) -> list[dict[str, Any]]:
         """Run a read (`Patient/123`) or a search (`Observation?patient=123`) and return its resources.
@@ -187,7 +206,8 @@ class FhirFetcher:
                 "resourceType": "Bundle",
                 "type": "batch",
                 "entry": [
-                    {"request": {"method": "GET", "url": query}} for query in queries
+                    {"request": {"method": "GET", "url": self._sized(query)}}
+                    for query in queries
                 ],
             }
         )
@@ -261,7 +281,7 @@ class FhirFetcher:
         first: dict[str, Any] | None,
     ) -> list[dict[str, Any]]:
         if first is None:
-            url = httpx.URL(f"{self._base}/{query}")
+            url = httpx.URL(f"{self._base}/{self._sized(query)}")
             if not self._within_base(url):
                 raise FhirUnavailable(
                     f"the {resource_type} query leaves fhirServer",
@@ -396,6 +416,13 @@ def _resource_type_of(query: str) -> str:
 
 def _is_read(query: str) -> bool:
     return "?" not in query and "/" in query
+
+
+def _has_count(query: str) -> bool:
+    _, _, params = query.partition("?")
+    return any(
+        param.split("=", 1)[0] == "_count" for param in params.split("&") if param
+    )
 
 
 def _batch_answer(entry: object, query: str, resource_type: str) -> dict[str, Any]:

@@ -92,6 +92,7 @@ def _fetcher(state: AppState, call: HookCall) -> FhirFetcher | None:
         token,
         max_pages=settings.fhir_max_pages,
         max_response_bytes=settings.fhir_max_response_bytes,
+        page_size=settings.fhir_page_size or None,
     )
 
 

@@ -285,6 +285,7 @@ async def _gather(
             grant.access_token,
             max_pages=settings.fhir_max_pages,
             max_response_bytes=settings.fhir_max_response_bytes,
+            page_size=settings.fhir_page_size or None,
         )
         gathered = await gather_resources(
             prefetch=None,

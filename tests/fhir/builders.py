@@ -72,11 +72,19 @@ async def open_fetcher(
     token: str | None = TOKEN,
     max_pages: int = 10,
     max_response_bytes: int = 1_000_000,
+    page_size: int | None = None,
 ) -> AsyncIterator[FhirFetcher]:
     """A FhirFetcher on the production client factory, answering from handler."""
     transport = httpx.MockTransport(handler)
     async with create_http_client(timeout_seconds=5.0, transport=transport) as client:
-        yield FhirFetcher(client, BASE_URL, token, max_pages, max_response_bytes)
+        yield FhirFetcher(
+            client,
+            BASE_URL,
+            token,
+            max_pages,
+            max_response_bytes,
+            page_size=page_size,
+        )
 
 
 CONTEXT: dict[str, object] = {"patientId": PATIENT_ID, "userId": "Practitioner/pr-1"}

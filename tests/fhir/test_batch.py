@@ -112,6 +112,39 @@ class TestOneBatch:
         assert result.fetched_keys == tuple(PREFETCH_TEMPLATES)
         assert result.resources == await record_query_by_query(serve_record)
 
+    async def test_searches_ask_for_the_page_size_and_reads_do_not(self) -> None:
+        server = Recorder(serve_record)
+        async with open_fetcher(server, page_size=500) as fhir:
+            result = await gather(fhir)
+        urls = [
+            e["request"]["url"] for e in json.loads(server.requests[0].content)["entry"]
+        ]
+        assert urls == [
+            query if "?" not in query else f"{query}&_count=500" for query in QUERIES
+        ]
+        assert result.resources == await record_query_by_query(serve_record)
+
+    async def test_a_query_with_its_own_count_keeps_it(self) -> None:
+        server = Recorder(lambda _request: fhir_response(make_bundle([])))
+        async with open_fetcher(server, page_size=500) as fhir:
+            await fhir.search(f"Observation?patient={PATIENT_ID}&_count=7")
+            await fhir.search("Observation")
+            await fhir.search(f"Observation?patient={PATIENT_ID}&")
+        assert [str(r.url).removeprefix(BASE_URL + "/") for r in server.requests] == [
+            f"Observation?patient={PATIENT_ID}&_count=7",
+            "Observation?_count=500",
+            f"Observation?patient={PATIENT_ID}&_count=500",
+        ]
+
+    async def test_the_fallback_asks_for_the_page_size_too(self) -> None:
+        server = Recorder(without_batch(serve_record))
+        async with open_fetcher(server, page_size=500) as fhir:
+            await gather(fhir)
+        gets = [r for r in server.requests if r.method == "GET"]
+        searches = [str(r.url) for r in gets if "?" in str(r.url)]
+        assert len(searches) == len([q for q in QUERIES if "?" in q])
+        assert all(url.endswith("&_count=500") for url in searches)
+
     async def test_only_omitted_keys_are_in_the_batch(self) -> None:
         prefetch = full_prefetch()
         del prefetch["observations"]

@@ -67,7 +67,8 @@ class TestPaging:
         loaded_scenarios: dict[str, Scenario],
         app_factory: AppFactory,
     ) -> None:
-        api = await app_factory(fhir_max_pages=2)
+        # Pages of 20 (the server's default): this patient's Observations take three.
+        api = await app_factory(fhir_max_pages=2, fhir_page_size=20)
         response = await call_without_prefetch(
             api,
             loaded_scenarios[PAGED],
@@ -75,6 +76,28 @@ class TestPaging:
             token=fhir_server.token,
         )
         assert_412(response, "observations", "more than 2 pages")
+
+    async def test_the_page_size_asked_for_fetches_the_record_in_one_exchange(
+        self,
+        fhir_server: FhirServer,
+        loaded_scenarios: dict[str, Scenario],
+        app_factory: AppFactory,
+    ) -> None:
+        # The default ILIAC_CDS_FHIR_PAGE_SIZE: the same record in one page per search, so even a one-page cap
+        # holds, and nothing but the batch goes to the server.
+        api = await app_factory(fhir_max_pages=1)
+        async with RecordingProxy(port_of(fhir_server)) as proxy:
+            response = await call_without_prefetch(
+                api,
+                loaded_scenarios[PAGED],
+                fhir_server=proxy.url(),
+                token=fhir_server.token,
+            )
+        assert response.status_code == 200, response.text
+        sent = bytes(proxy.received).lower()
+        assert sent.count(b"post /fhir ") == 1
+        assert sent.count(b"get /fhir/") == 0
+        assert b"_count=1000" in sent
 
 
 class RefuseBatch(httpx.AsyncBaseTransport):
@@ -163,7 +186,7 @@ class TestBearerToken:
         loaded_scenarios: dict[str, Scenario],
         app_factory: AppFactory,
     ) -> None:
-        api = await app_factory()
+        api = await app_factory(fhir_page_size=20)
         async with RecordingProxy(port_of(fhir_server)) as proxy:
             response = await call_without_prefetch(
                 api,
@@ -173,7 +196,7 @@ class TestBearerToken:
             )
         assert response.status_code == 200, response.text
         sent = bytes(proxy.received).lower()
-        # One batch carries the nine queries; the Observations' further pages follow as GETs.
+        # One batch carries the nine queries; the Observations' further pages (of 20) follow as GETs.
         requests = sent.count(b"post /fhir ") + sent.count(b"get /fhir/")
         assert sent.count(b"post /fhir ") == 1
         assert sent.count(b"get /fhir/observation?") == 2
