@@ -281,13 +281,22 @@ class FhirFetcher:
         first: dict[str, Any] | None,
     ) -> list[dict[str, Any]]:
         if first is None:
-            url = httpx.URL(f"{self._base}/{self._sized(query)}")
-            if not self._within_base(url):
-                raise FhirUnavailable(
-                    f"the {resource_type} query leaves fhirServer",
-                    resource_type=resource_type,
+            sized = self._sized(query)
+            try:
+                body = await self._get_json(
+                    self._query_url(sized, resource_type), resource_type, progress
                 )
-            body = await self._get_json(url, resource_type, progress)
+            except FhirError as err:
+                if sized == query or not (
+                    isinstance(err, FhirResponseTooLarge) or progress.status_code == 400
+                ):
+                    raise
+                # The page size asked for is refused (400) or makes a page over the byte cap (large attachments):
+                # the query again as written, in the server's own pages.
+                progress.pages = 0
+                body = await self._get_json(
+                    self._query_url(query, resource_type), resource_type, progress
+                )
         else:
             # The batch entry was this query's first page (checked by _batch_answer).
             progress.pages = 1
@@ -313,6 +322,15 @@ class FhirFetcher:
             resources.extend(_search_page(body, resource_type))
             next_url = self._next_url(body, resource_type)
         return resources
+
+    def _query_url(self, query: str, resource_type: str) -> httpx.URL:
+        url = httpx.URL(f"{self._base}/{query}")
+        if not self._within_base(url):
+            raise FhirUnavailable(
+                f"the {resource_type} query leaves fhirServer",
+                resource_type=resource_type,
+            )
+        return url
 
     async def _get_json(
         self, url: httpx.URL, resource_type: str, progress: _Progress

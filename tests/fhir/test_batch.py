@@ -12,6 +12,7 @@ import pytest
 import app.fhir.client as client_module
 from app.fhir.client import FhirFetcher
 from app.fhir.errors import (
+    FhirError,
     FhirInvalidResponse,
     FhirResponseTooLarge,
     FhirTimeout,
@@ -347,3 +348,61 @@ class TestDeadline:
         async with open_fetcher(handler) as fhir:
             with pytest.raises(RuntimeError):
                 await gather(fhir)
+
+
+def asked(server: Recorder) -> list[str]:
+    return [str(r.url).removeprefix(BASE_URL + "/") for r in server.requests]
+
+
+class TestPageSize:
+    """A page size the server refuses, or that makes a page too large, falls back to the server's own pages."""
+
+    QUERY = f"Observation?patient={PATIENT_ID}"
+
+    async def test_a_refused_page_size_is_asked_again_without_it(self) -> None:
+        def refuses_count(request: httpx.Request) -> httpx.Response:
+            if "_count" in str(request.url):
+                return httpx.Response(400, text="_count too large")
+            return fhir_response(make_bundle(OBSERVATIONS))
+
+        server = Recorder(refuses_count)
+        async with open_fetcher(server, page_size=1000) as fhir:
+            found = await fhir.search(self.QUERY)
+        assert [r["id"] for r in found] == [r["id"] for r in OBSERVATIONS]
+        assert asked(server) == [f"{self.QUERY}&_count=1000", self.QUERY]
+
+    async def test_a_page_over_the_byte_cap_is_asked_again_in_smaller_pages(
+        self,
+    ) -> None:
+        big = [make_resource("Observation", f"big-{n}") for n in range(200)]
+
+        def pages(request: httpx.Request) -> httpx.Response:
+            if "_count" in str(request.url):
+                return fhir_response(make_bundle(big))
+            return fhir_response(make_bundle(OBSERVATIONS))
+
+        cap = len(json.dumps(make_bundle(OBSERVATIONS))) + 500
+        server = Recorder(pages)
+        async with open_fetcher(server, page_size=1000, max_response_bytes=cap) as fhir:
+            found = await fhir.search(self.QUERY)
+        assert len(found) == len(OBSERVATIONS)
+        assert asked(server) == [f"{self.QUERY}&_count=1000", self.QUERY]
+
+    async def test_other_errors_are_not_asked_again(self) -> None:
+        server = Recorder(lambda _request: httpx.Response(503, text="down"))
+        async with open_fetcher(server, page_size=1000) as fhir:
+            with pytest.raises(FhirError):
+                await fhir.search(self.QUERY)
+        assert asked(server) == [f"{self.QUERY}&_count=1000"]
+
+    async def test_a_refusal_without_the_page_size_is_the_answer(self) -> None:
+        server = Recorder(lambda _request: httpx.Response(400, text="bad query"))
+        async with open_fetcher(server, page_size=1000) as fhir:
+            with pytest.raises(FhirError):
+                await fhir.search(self.QUERY)
+        assert asked(server) == [f"{self.QUERY}&_count=1000", self.QUERY]
+        server.clear()
+        async with open_fetcher(server) as fhir:
+            with pytest.raises(FhirError):
+                await fhir.search(self.QUERY)
+        assert asked(server) == [self.QUERY]
