@@ -258,22 +258,18 @@ class Bench:
         workers: int,
         name: str,
         connections: int,
+        *,
+        sliced: bool = True,
     ) -> None:
-        self.interleaved(
-            [(bare_server, "bare", workers), (svc, "service", workers)],
-            name,
-            connections,
-        )
-
-    def sequential_pair(
-        self,
-        svc: Server,
-        bare_server: Server,
-        workers: int,
-        name: str,
-        connections: int,
-    ) -> None:
-        """For the large bodies: their requests take tens of ms to seconds, too long for short slices."""
+        """Bare and service at one workload: side by side in slices, or (`sliced=False`, for the large bodies whose
+        requests take tens of ms to seconds, too long for short slices) one after the other in one piece each."""
+        if sliced:
+            self.interleaved(
+                [(bare_server, "bare", workers), (svc, "service", workers)],
+                name,
+                connections,
+            )
+            return
         self.point(bare_server, "bare", workers, name, connections)
         self.point(svc, "service", workers, name, connections)
 
@@ -347,8 +343,8 @@ def phase_one_worker(b: Bench, names: list[str], fhir_name: str | None) -> None:
         b.rss_run(svc, "patient-view-150k")
         for name in names[2:]:
             for c in (1, 32):
-                b.sequential_pair(svc, bare_server, 1, name, c)
-        b.sequential_pair(svc, bare_server, 1, "patient-view-500", 1)
+                b.pair(svc, bare_server, 1, name, c, sliced=False)
+        b.pair(svc, bare_server, 1, "patient-view-500", 1, sliced=False)
         if fhir_name is not None:
             b.fhir_interleaved(svc, fhir_name)
             b.point(svc, "service", 1, fhir_name, 32)

@@ -39,6 +39,18 @@ async def call_without_prefetch(
         return await api.post(service_path(scenario), json=body)
 
 
+async def sent_for_paged_call(
+    api: httpx.AsyncClient, fhir_server: FhirServer, scenario: Scenario
+) -> bytes:
+    """What the service sent to the FHIR server (lower-cased) for one successful call without prefetch."""
+    async with RecordingProxy(port_of(fhir_server)) as proxy:
+        response = await call_without_prefetch(
+            api, scenario, fhir_server=proxy.url(), token=fhir_server.token
+        )
+    assert response.status_code == 200, response.text
+    return bytes(proxy.received).lower()
+
+
 def assert_412(response: httpx.Response, *fragments: str) -> str:
     assert response.status_code == 412, response.text
     detail = str(response.json()["detail"])
@@ -86,15 +98,7 @@ class TestPaging:
         # The default ILIAC_CDS_FHIR_PAGE_SIZE: the same record in one page per search, so even a one-page cap
         # holds, and nothing but the batch goes to the server.
         api = await app_factory(fhir_max_pages=1)
-        async with RecordingProxy(port_of(fhir_server)) as proxy:
-            response = await call_without_prefetch(
-                api,
-                loaded_scenarios[PAGED],
-                fhir_server=proxy.url(),
-                token=fhir_server.token,
-            )
-        assert response.status_code == 200, response.text
-        sent = bytes(proxy.received).lower()
+        sent = await sent_for_paged_call(api, fhir_server, loaded_scenarios[PAGED])
         assert sent.count(b"post /fhir ") == 1
         assert sent.count(b"get /fhir/") == 0
         assert b"_count=1000" in sent
@@ -187,15 +191,7 @@ class TestBearerToken:
         app_factory: AppFactory,
     ) -> None:
         api = await app_factory(fhir_page_size=20)
-        async with RecordingProxy(port_of(fhir_server)) as proxy:
-            response = await call_without_prefetch(
-                api,
-                loaded_scenarios[PAGED],
-                fhir_server=proxy.url(),
-                token=fhir_server.token,
-            )
-        assert response.status_code == 200, response.text
-        sent = bytes(proxy.received).lower()
+        sent = await sent_for_paged_call(api, fhir_server, loaded_scenarios[PAGED])
         # One batch carries the nine queries; the Observations' further pages (of 20) follow as GETs.
         requests = sent.count(b"post /fhir ") + sent.count(b"get /fhir/")
         assert sent.count(b"post /fhir ") == 1
