@@ -177,6 +177,7 @@ def test_serve_checks_then_runs_uvicorn_with_collection_on(
     assert collecting
     assert options["factory"] is True
     assert (options["port"], options["workers"]) == (8123, 1)
+    assert options["ws"] == "none"  # no WebSocket route: no WebSocket protocol loaded
 
 
 def test_the_catalog_is_reused_only_while_its_files_are_unchanged(
