@@ -86,14 +86,7 @@ def _fetcher(state: AppState, call: HookCall) -> FhirFetcher | None:
     token = (
         request.fhir_authorization.access_token if request.fhir_authorization else None
     )
-    return FhirFetcher(
-        state.http,
-        base_url,
-        token,
-        max_pages=settings.fhir_max_pages,
-        max_response_bytes=settings.fhir_max_response_bytes,
-        page_size=settings.fhir_page_size or None,
-    )
+    return state.fhir_fetcher(base_url, token)
 
 
 def _draft_orders(context: PatientViewContext) -> tuple[JsonObject, ...]:

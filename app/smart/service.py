@@ -10,7 +10,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from app.fhir.client import FhirFetcher
 from app.fhir.errors import FhirError, FhirUnauthorized, PrefetchUnavailable
 from app.fhir.prefetch import PREFETCH_TEMPLATES, gather_resources
 from app.smart import oauth
@@ -277,16 +276,8 @@ def _expired(code: str) -> SessionExpired:
 async def _gather(
     app_state: AppState, smart: SmartState, iss: str, grant: TokenGrant
 ) -> list[JsonObject]:
-    settings = app_state.settings
     try:
-        fetcher = FhirFetcher(
-            app_state.http,
-            iss,
-            grant.access_token,
-            max_pages=settings.fhir_max_pages,
-            max_response_bytes=settings.fhir_max_response_bytes,
-            page_size=settings.fhir_page_size or None,
-        )
+        fetcher = app_state.fhir_fetcher(iss, grant.access_token)
         gathered = await gather_resources(
             prefetch=None,
             templates=PREFETCH_TEMPLATES,
