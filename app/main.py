@@ -13,7 +13,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from app.api.cds.routes import router as cds_router
 from app.api.health import router as health_router
 from app.api.metrics import install_metrics
-from app.api.middleware import BodySizeLimitMiddleware
+from app.api.middleware import AfterResponseMiddleware, BodySizeLimitMiddleware
 from app.api.responses import OrjsonResponse
 from app.api.rules import router as rules_router
 from app.api.security_headers import SecurityHeadersMiddleware
@@ -143,6 +143,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     # Outermost, so that 413s and errors raised by inner middleware are counted too.
     install_metrics(app)
+    # Around everything: what a route leaves for after its answer (a large body's release) runs last.
+    app.add_middleware(AfterResponseMiddleware)
     install_error_handlers(app)
     app.include_router(cds_router)
     app.include_router(health_router)

@@ -1,11 +1,17 @@
-"""ASGI middleware: reject request bodies over the configured size with 413 before the app sees them."""
+"""ASGI middleware: reject request bodies over the configured size with 413 before the app sees them, and run
+what a route left for after its answer has been sent."""
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import orjson
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.errors import error_body
+
+# scope key: a list of callables that AfterResponseMiddleware runs once the app has finished with the request.
+AFTER_RESPONSE = "iliac_cds.after_response"
 
 
 class BodySizeLimitMiddleware:
@@ -85,3 +91,38 @@ def _content_length(scope: Scope) -> int | None:
             except ValueError:
                 return None
     return None
+
+
+class AfterResponseMiddleware:
+    """Runs the callables a route appended to `scope[AFTER_RESPONSE]` once the app has finished the request:
+    after its answer has been sent, or after it failed or the client went away. Each runs once, last added first.
+
+    The hook route hands over the release of a large decoded body: freeing a 2,000-resource prefetch takes
+    about 10 ms, which the EHR no longer waits for (app/api/cds/routes.py).
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        after: list[Callable[[], None]] = []
+        scope[AFTER_RESPONSE] = after
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            scope.pop(AFTER_RESPONSE, None)
+            _run_all(after)
+
+
+def _run_all(callbacks: list[Callable[[], None]]) -> None:
+    # Every callable runs even if one raises; the first error is raised after the others ran.
+    while callbacks:
+        callback = callbacks.pop()
+        try:
+            callback()
+        except BaseException:
+            _run_all(callbacks)
+            raise

@@ -4,11 +4,13 @@ bodies, and the answers that must not change (400 malformed JSON, 413 over-deep 
 from __future__ import annotations
 
 import gc
+from collections.abc import MutableMapping
 from typing import Any
 
 import httpx
 import orjson
 import pytest
+from fastapi import APIRouter, FastAPI
 
 from app.api.cds import routes
 from app.api.cds.routes import gc_paused
@@ -20,6 +22,7 @@ from app.api.limits import (
     decode_json_body,
     depth_proof_scope,
 )
+from app.api.middleware import AFTER_RESPONSE, AfterResponseMiddleware
 from app.errors import PayloadTooLarge
 from tests.api.requests import bundle, empty_prefetch, hook_request
 
@@ -208,3 +211,138 @@ class TestOverHttp:
         response = await api.post(PV, json=hook_request())
         assert response.status_code == 200
         assert gc.isenabled()
+
+
+def echo_app(*, release_after_response: bool) -> FastAPI:
+    """A route of the hook routes' class that answers with the number of keys of the JSON body it was sent."""
+    router = APIRouter(route_class=routes.OrjsonRoute)
+
+    @router.post("/echo")
+    async def echo(body: dict[str, Any]) -> dict[str, int]:
+        return {"keys": len(body)}
+
+    app = FastAPI()
+    app.include_router(router)
+    if release_after_response:
+        app.add_middleware(AfterResponseMiddleware)
+    return app
+
+
+async def post_echo(app: FastAPI, raw: bytes) -> list[tuple[str, int | None, bool]]:
+    """POST `raw` to /echo over ASGI; each message sent back as (type, status, collector enabled at that moment)."""
+    delivered = False
+
+    async def receive() -> dict[str, Any]:
+        nonlocal delivered
+        if not delivered:
+            delivered = True
+            return {"type": "http.request", "body": raw, "more_body": False}
+        return {"type": "http.disconnect"}
+
+    sent: list[tuple[str, int | None, bool]] = []
+
+    async def send(message: MutableMapping[str, Any]) -> None:
+        sent.append((message["type"], message.get("status"), gc.isenabled()))
+
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": "/echo",
+        "raw_path": b"/echo",
+        "query_string": b"",
+        "root_path": "",
+        "headers": [
+            (b"host", b"test"),
+            (b"content-type", b"application/json"),
+            (b"content-length", str(len(raw)).encode()),
+        ],
+        "client": ("127.0.0.1", 50000),
+        "server": ("127.0.0.1", 80),
+    }
+    await app(scope, receive, send)
+    return sent
+
+
+def free_large_slots() -> int:
+    return routes._large_body_slot()._value
+
+
+class TestLargeBodyRelease:
+    """A large decoded body is freed after its answer has been sent, with collection paused until then."""
+
+    @pytest.fixture(autouse=True)
+    def every_body_is_large(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        monkeypatch.setattr(routes, "LARGE_BODY_BYTES", 0)
+
+    async def test_the_answer_leaves_before_the_body_is_released(self) -> None:
+        sent = await post_echo(echo_app(release_after_response=True), b'{"a": 1}')
+        # Still paused while answering: the body is released (and collection resumed) only afterwards.
+        assert sent == [
+            ("http.response.start", 200, False),
+            ("http.response.body", None, False),
+        ]
+        assert gc.isenabled()
+        assert free_large_slots() == routes.LARGE_BODY_SLOTS
+
+    async def test_a_refused_body_is_released_too(self) -> None:
+        sent = await post_echo(echo_app(release_after_response=True), b'{"a": ')
+        assert sent[0][:2] == ("http.response.start", 422)
+        assert gc.isenabled()
+        assert free_large_slots() == routes.LARGE_BODY_SLOTS
+
+    async def test_without_the_middleware_the_body_is_released_before_answering(
+        self,
+    ) -> None:
+        sent = await post_echo(echo_app(release_after_response=False), b'{"a": 1}')
+        assert sent == [
+            ("http.response.start", 200, True),
+            ("http.response.body", None, True),
+        ]
+        assert free_large_slots() == routes.LARGE_BODY_SLOTS
+
+
+class TestAfterResponseMiddleware:
+    async def test_runs_every_callback_after_the_app_last_added_first(self) -> None:
+        events: list[str] = []
+
+        async def inner(scope: dict[str, Any], *_: Any) -> None:
+            after = scope[AFTER_RESPONSE]
+            after.append(lambda: events.append("first"))
+
+            def second() -> None:
+                events.append("second")
+                raise ZeroDivisionError
+
+            after.append(second)
+            events.append("answered")
+
+        middleware = AfterResponseMiddleware(inner)  # type: ignore[arg-type]
+        scope: dict[str, Any] = {"type": "http"}
+        with pytest.raises(ZeroDivisionError):
+            await middleware(scope, None, None)  # type: ignore[arg-type]
+        assert events == ["answered", "second", "first"]
+        assert AFTER_RESPONSE not in scope
+
+    async def test_callbacks_run_when_the_app_fails(self) -> None:
+        events: list[str] = []
+
+        async def inner(scope: dict[str, Any], *_: Any) -> None:
+            scope[AFTER_RESPONSE].append(lambda: events.append("released"))
+            raise RuntimeError("app failed")
+
+        middleware = AfterResponseMiddleware(inner)  # type: ignore[arg-type]
+        with pytest.raises(RuntimeError):
+            await middleware({"type": "http"}, None, None)  # type: ignore[arg-type]
+        assert events == ["released"]
+
+    async def test_other_scopes_pass_through_untouched(self) -> None:
+        seen: list[dict[str, Any]] = []
+
+        async def inner(scope: dict[str, Any], *_: Any) -> None:
+            seen.append(dict(scope))
+
+        await AfterResponseMiddleware(inner)({"type": "lifespan"}, None, None)  # type: ignore[arg-type]
+        assert seen == [{"type": "lifespan"}]
