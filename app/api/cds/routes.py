@@ -68,9 +68,8 @@ class OrjsonRoute(APIRoute):
                 if _content_length(request) <= LARGE_BODY_BYTES:
                     return await handler(request)
                 after = request.scope.get(AFTER_RESPONSE)
-                if (
-                    after is None
-                ):  # an app without AfterResponseMiddleware: released before answering
+                if after is None:
+                    # An app without AfterResponseMiddleware: the body is released before answering.
                     async with _large_body_slot():
                         with gc_paused():
                             try:
