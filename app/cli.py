@@ -41,11 +41,34 @@ def _fail(message: str) -> typer.Exit:
 @app.command()
 def migrate() -> None:
     """Apply the Alembic migrations to the configured database (ILIAC_CDS_DATABASE_URL)."""
+    _upgrade(get_settings())
+    console.print("database is at the latest revision")
+
+
+def _upgrade(settings: Settings) -> None:
+    """Migrate the configured database to head; a failure is one line naming it, not a traceback."""
     from app.db.migrate import upgrade_database
 
-    settings = get_settings()
-    upgrade_database(settings.database_url, schema=settings.database_schema)
-    console.print("database is at the latest revision")
+    try:
+        upgrade_database(settings.database_url, schema=settings.database_schema)
+    except Exception as exc:
+        # An unreachable database, refused DDL, an unknown revision: the message names it, never the password.
+        said = str(exc).replace(
+            settings.database_url, _without_password(settings.database_url)
+        )
+        raise _fail(
+            f"database migration failed: {type(exc).__name__}: {said}"
+        ) from None
+
+
+def _without_password(url: str) -> str:
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        return "<ILIAC_CDS_DATABASE_URL>"
 
 
 @app.command()
@@ -131,7 +154,6 @@ def _prepare_serve(
     """Import the service, run the startup checks and the migrations; return uvicorn's options."""
     from app.api.cds.services import SERVICES
     from app.catalog.loader import CatalogError, load_catalog
-    from app.db.migrate import upgrade_database
     from app.main import StartupError, check_startup_settings
     from app.workup.engine import check_registry
 
@@ -150,7 +172,7 @@ def _prepare_serve(
     except (StartupError, CatalogError, ValueError) as exc:
         raise _fail(str(exc)) from None
     if not skip_migrate:
-        upgrade_database(settings.database_url, schema=settings.database_schema)
+        _upgrade(settings)
     base = f"http://{host}:{port}"
     console.print(
         f"iliac-cds serving on [bold]{base}[/] (discovery: {base}/cds-services)"

@@ -17,6 +17,7 @@ from typing import Any
 import httpx
 import pytest
 from joserfc.jwk import ECKey
+from sqlalchemy.exc import OperationalError
 from typer.testing import CliRunner
 
 from app.catalog.loader import CatalogError, load_catalog
@@ -155,6 +156,62 @@ def test_serve_refuses_a_broken_catalog_before_serving(
     assert broken.name in result.output
     assert served == []
     assert gc.isenabled()
+
+
+def test_serve_refuses_a_broken_catalog_before_touching_the_database(
+    sqlite_env: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cards = copy_cards(tmp_path)
+    sorted(cards.glob("R0*.yaml"))[0].write_text("rule: [unterminated\n")
+    monkeypatch.setenv("ILIAC_CDS_CARDS_DIR", str(cards))
+    monkeypatch.setenv("ILIAC_CDS_AUTH_MODE", "disabled")
+    monkeypatch.setattr("uvicorn.run", lambda *_, **__: pytest.fail("served"))
+    result = runner.invoke(app, ["serve"])
+    assert result.exit_code == 1
+    assert not (sqlite_env / "cli.db").exists()  # not migrated: checked first
+
+
+@pytest.mark.usefixtures("sqlite_env")
+def test_serve_stops_with_the_reason_when_the_migration_fails(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def unwritable(*_: object, **__: object) -> None:
+        raise OperationalError(
+            "CREATE TABLE alembic_version",
+            {},
+            Exception("unable to open database file"),
+        )
+
+    monkeypatch.setenv("ILIAC_CDS_AUTH_MODE", "disabled")
+    monkeypatch.setattr("app.db.migrate.upgrade_database", unwritable)
+    monkeypatch.setattr("uvicorn.run", lambda *_, **__: pytest.fail("served"))
+    for command in (["serve"], ["migrate"]):
+        result = runner.invoke(app, command)
+        assert result.exit_code == 1, command
+        said = " ".join(result.output.split())
+        assert "database migration failed: OperationalError" in said, command
+        assert "unable to open database file" in said, command
+
+
+def test_a_failed_migration_never_shows_the_database_password(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    url = "postgresql+asyncpg://cds:s3cret-pw@db.example/cds"
+    monkeypatch.setenv("ILIAC_CDS_DATABASE_URL", url)
+
+    def refused(database_url: str, **_: object) -> None:
+        raise ConnectionError(f"could not connect to {database_url}")
+
+    monkeypatch.setattr("app.db.migrate.upgrade_database", refused)
+    get_settings.cache_clear()
+    try:
+        result = runner.invoke(app, ["migrate"])
+    finally:
+        get_settings.cache_clear()
+    assert result.exit_code == 1
+    said = " ".join(result.output.split())  # the console wraps long lines
+    assert "could not connect to postgresql+asyncpg://cds:***@db.example/cds" in said
+    assert "s3cret-pw" not in "".join(result.output.split())
 
 
 def test_serve_checks_then_runs_uvicorn_with_collection_on(
