@@ -18,7 +18,7 @@ import httpx
 import pytest
 from joserfc.jwk import ECKey
 from sqlalchemy.exc import OperationalError
-from typer.testing import CliRunner
+from typer.testing import CliRunner, Result
 
 from app.catalog.loader import CatalogError, load_catalog
 from app.cli import ACCEPT_ENV, app
@@ -39,6 +39,15 @@ def sqlite_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path
     get_settings.cache_clear()
 
 
+def invoke_with_fresh_settings(args: list[str]) -> Result:
+    """Run the CLI with settings read anew from the environment this test set."""
+    get_settings.cache_clear()
+    try:
+        return runner.invoke(app, args)
+    finally:
+        get_settings.cache_clear()
+
+
 def test_check_prints_what_was_loaded() -> None:
     result = runner.invoke(app, ["check"])
     assert result.exit_code == 0, result.output
@@ -56,11 +65,7 @@ def test_check_names_a_broken_card_file(
     broken = sorted(cards.glob("R0*.yaml"))[0]
     broken.write_text("rule: [unterminated\n")
     monkeypatch.setenv("ILIAC_CDS_CARDS_DIR", str(cards))
-    get_settings.cache_clear()
-    try:
-        result = runner.invoke(app, ["check"])
-    finally:
-        get_settings.cache_clear()
+    result = invoke_with_fresh_settings(["check"])
     assert result.exit_code == 1
     assert broken.name in result.output
 
@@ -147,11 +152,7 @@ def test_serve_refuses_a_broken_catalog_before_serving(
     monkeypatch.setenv("ILIAC_CDS_AUTH_MODE", "disabled")
     served: list[dict[str, Any]] = []
     monkeypatch.setattr("uvicorn.run", lambda *_, **options: served.append(options))
-    get_settings.cache_clear()
-    try:
-        result = runner.invoke(app, ["serve", "--workers", "2", "--skip-migrate"])
-    finally:
-        get_settings.cache_clear()
+    result = invoke_with_fresh_settings(["serve", "--workers", "2", "--skip-migrate"])
     assert result.exit_code == 1
     assert broken.name in result.output
     assert served == []
@@ -203,11 +204,7 @@ def test_a_failed_migration_never_shows_the_database_password(
         raise ConnectionError(f"could not connect to {database_url}")
 
     monkeypatch.setattr("app.db.migrate.upgrade_database", refused)
-    get_settings.cache_clear()
-    try:
-        result = runner.invoke(app, ["migrate"])
-    finally:
-        get_settings.cache_clear()
+    result = invoke_with_fresh_settings(["migrate"])
     assert result.exit_code == 1
     said = " ".join(result.output.split())  # the console wraps long lines
     assert "could not connect to postgresql+asyncpg://cds:***@db.example/cds" in said
