@@ -97,21 +97,25 @@ class QueryTiming:
     p99_ms: float
     samples_ms: tuple[float, ...] = ()
 
+    @classmethod
+    def of(cls, key: str, resources: int, samples_ms: list[float]) -> QueryTiming:
+        """The timing of a query from its samples (milliseconds, any order)."""
+        samples = sorted(samples_ms)
+        return cls(
+            key,
+            resources,
+            statistics.median(samples),
+            samples[min(len(samples) - 1, int(len(samples) * 0.99))],
+            tuple(samples),
+        )
+
 
 def merge_timings(rounds: list[list[QueryTiming]]) -> list[QueryTiming]:
     """The timings of several rounds of time_queries() as one: each query's samples pooled."""
     merged: list[QueryTiming] = []
     for same in zip(*rounds, strict=True):
-        samples = sorted(x for timing in same for x in timing.samples_ms)
-        merged.append(
-            QueryTiming(
-                same[0].key,
-                same[-1].resources,
-                statistics.median(samples),
-                samples[min(len(samples) - 1, int(len(samples) * 0.99))],
-                tuple(samples),
-            )
-        )
+        samples = [x for timing in same for x in timing.samples_ms]
+        merged.append(QueryTiming.of(same[0].key, same[-1].resources, samples))
     return merged
 
 
@@ -136,16 +140,7 @@ async def _time_queries(base_url: str, repeats: int) -> list[QueryTiming]:
                 t0 = time.perf_counter()
                 found = len(await fetcher.search(query))
                 samples.append((time.perf_counter() - t0) * 1000)
-            samples = sorted(samples[2:])
-            timings.append(
-                QueryTiming(
-                    key,
-                    found,
-                    statistics.median(samples),
-                    samples[min(len(samples) - 1, int(len(samples) * 0.99))],
-                    tuple(samples),
-                )
-            )
+            timings.append(QueryTiming.of(key, found, samples[2:]))
     return timings
 
 
