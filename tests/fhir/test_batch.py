@@ -76,6 +76,11 @@ class Recorder:
     def seen(self) -> list[str]:
         return [f"{r.method} {r.url.path}" for r in self.requests]
 
+    @property
+    def asked(self) -> list[str]:
+        """The URLs asked, relative to the server's base (query strings included)."""
+        return [str(r.url).removeprefix(BASE_URL + "/") for r in self.requests]
+
     def clear(self) -> None:
         self.requests.clear()
 
@@ -131,7 +136,7 @@ class TestOneBatch:
             await fhir.search(f"Observation?patient={PATIENT_ID}&_count=7")
             await fhir.search("Observation")
             await fhir.search(f"Observation?patient={PATIENT_ID}&")
-        assert [str(r.url).removeprefix(BASE_URL + "/") for r in server.requests] == [
+        assert server.asked == [
             f"Observation?patient={PATIENT_ID}&_count=7",
             "Observation?_count=500",
             f"Observation?patient={PATIENT_ID}&_count=500",
@@ -350,10 +355,6 @@ class TestDeadline:
                 await gather(fhir)
 
 
-def asked(server: Recorder) -> list[str]:
-    return [str(r.url).removeprefix(BASE_URL + "/") for r in server.requests]
-
-
 class TestPageSize:
     """A page size the server refuses, or that makes a page too large, falls back to the server's own pages."""
 
@@ -369,7 +370,7 @@ class TestPageSize:
         async with open_fetcher(server, page_size=1000) as fhir:
             found = await fhir.search(self.QUERY)
         assert [r["id"] for r in found] == [r["id"] for r in OBSERVATIONS]
-        assert asked(server) == [f"{self.QUERY}&_count=1000", self.QUERY]
+        assert server.asked == [f"{self.QUERY}&_count=1000", self.QUERY]
 
     async def test_a_page_over_the_byte_cap_is_asked_again_in_smaller_pages(
         self,
@@ -386,23 +387,23 @@ class TestPageSize:
         async with open_fetcher(server, page_size=1000, max_response_bytes=cap) as fhir:
             found = await fhir.search(self.QUERY)
         assert len(found) == len(OBSERVATIONS)
-        assert asked(server) == [f"{self.QUERY}&_count=1000", self.QUERY]
+        assert server.asked == [f"{self.QUERY}&_count=1000", self.QUERY]
 
     async def test_other_errors_are_not_asked_again(self) -> None:
         server = Recorder(lambda _request: httpx.Response(503, text="down"))
         async with open_fetcher(server, page_size=1000) as fhir:
             with pytest.raises(FhirError):
                 await fhir.search(self.QUERY)
-        assert asked(server) == [f"{self.QUERY}&_count=1000"]
+        assert server.asked == [f"{self.QUERY}&_count=1000"]
 
     async def test_a_refusal_without_the_page_size_is_the_answer(self) -> None:
         server = Recorder(lambda _request: httpx.Response(400, text="bad query"))
         async with open_fetcher(server, page_size=1000) as fhir:
             with pytest.raises(FhirError):
                 await fhir.search(self.QUERY)
-        assert asked(server) == [f"{self.QUERY}&_count=1000", self.QUERY]
+        assert server.asked == [f"{self.QUERY}&_count=1000", self.QUERY]
         server.clear()
         async with open_fetcher(server) as fhir:
             with pytest.raises(FhirError):
                 await fhir.search(self.QUERY)
-        assert asked(server) == [self.QUERY]
+        assert server.asked == [self.QUERY]
