@@ -7,7 +7,7 @@ import gc
 import logging
 import time
 from collections.abc import Callable, Coroutine, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from typing import Any
 
 from fastapi import APIRouter, Request, Response
@@ -67,16 +67,15 @@ class OrjsonRoute(APIRoute):
             with depth_proof_scope():
                 if _content_length(request) <= LARGE_BODY_BYTES:
                     return await handler(request)
+                release = await _hold_large_body(request)
                 after = request.scope.get(AFTER_RESPONSE)
                 if after is None:
                     # An app without AfterResponseMiddleware: the body is released before answering.
-                    async with _large_body_slot():
-                        with gc_paused():
-                            try:
-                                return await handler(request)
-                            finally:
-                                _release_body(request)
-                after.append(await _hold_large_body(request))
+                    try:
+                        return await handler(request)
+                    finally:
+                        release()
+                after.append(release)
                 return await handler(request)
 
         return route_handler
@@ -92,21 +91,12 @@ async def _hold_large_body(request: Request) -> Callable[[], None]:
     """
     slot = _large_body_slot()
     await slot.acquire()
-    pause = gc_paused()
-    try:
-        pause.__enter__()
-    except BaseException:
-        slot.release()
-        raise
-
-    def release() -> None:
-        try:
-            _release_body(request)
-        finally:
-            pause.__exit__(None, None, None)
-            slot.release()
-
-    return release
+    # Undone at once if anything below fails; else handed over whole, and undone last-first when it is called.
+    with ExitStack() as held:
+        held.callback(slot.release)
+        held.enter_context(gc_paused())
+        held.callback(_release_body, request)
+        return held.pop_all().close
 
 
 def _release_body(request: Request) -> None:
