@@ -310,13 +310,13 @@ class TestAfterResponseMiddleware:
 
         async def inner(scope: dict[str, Any], *_: Any) -> None:
             after = scope[AFTER_RESPONSE]
-            after.append(lambda: events.append("first"))
+            after.callback(lambda: events.append("first"))
 
             def second() -> None:
                 events.append("second")
                 raise ZeroDivisionError
 
-            after.append(second)
+            after.callback(second)
             events.append("answered")
 
         middleware = AfterResponseMiddleware(inner)  # type: ignore[arg-type]
@@ -330,7 +330,7 @@ class TestAfterResponseMiddleware:
         events: list[str] = []
 
         async def inner(scope: dict[str, Any], *_: Any) -> None:
-            scope[AFTER_RESPONSE].append(lambda: events.append("released"))
+            scope[AFTER_RESPONSE].callback(lambda: events.append("released"))
             raise RuntimeError("app failed")
 
         middleware = AfterResponseMiddleware(inner)  # type: ignore[arg-type]

@@ -75,7 +75,7 @@ class OrjsonRoute(APIRoute):
                         return await handler(request)
                     finally:
                         release()
-                after.append(release)
+                after.callback(release)
                 return await handler(request)
 
         return route_handler
