@@ -272,6 +272,33 @@ class TestSqliteWorkers:
             lock.close()
             await writer.close()
 
+    async def test_calls_queued_while_the_lock_is_held_share_one_commit(
+        self, engine: AsyncEngine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        sizes = record_batches(monkeypatch)
+        writer = AuditWriter(engine)
+        await writer.start()
+        lock = WriterFileLock(f"{tmp_path}/workers.db-audit.lock")
+        try:
+            with lock:  # another worker's transaction
+                first = asyncio.ensure_future(writer.write(call_rows("queued-0")))
+                await asyncio.sleep(
+                    0.3
+                )  # the writer has the first call and waits for the lock
+                later = [
+                    asyncio.ensure_future(writer.write(call_rows(f"queued-{i}")))
+                    for i in range(1, 6)
+                ]
+                await asyncio.sleep(0.1)
+                assert sizes == []
+            await asyncio.gather(first, *later)
+        finally:
+            lock.close()
+            await writer.close()
+
+        assert sizes == [6]
+        assert len(await stored(engine, "queued-")) == 6
+
 
 class TestWriterThreadFailures:
     """On SQLite the writer is a thread: whatever goes wrong in it, no hook call is left waiting."""
