@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import sqlite3
 from collections.abc import Mapping, Sequence
 from datetime import datetime
@@ -68,69 +67,29 @@ async def insert_invocations_async(
 class SqliteAuditInserter:
     """insert_invocations_async for a plain sqlite3 connection (the audit writer's thread on SQLite).
 
-    SQLAlchemy's execution layer costs ~0.5 ms of CPU per call here, several times the SQL itself; every value goes
-    through the column type's own bind processor (JSON, UTC timestamps), so the stored rows are exactly what the
-    ORM writes and reads back.
-
-    A batch is two statements whatever its size: each table's rows travel as one JSON array parameter and are
-    inserted by `INSERT .. SELECT .. FROM json_each(?)`. The writer thread gives up the GIL for every SQLite call
-    and, while the event loop is busy, gets it back only after the interpreter's switch interval (5 ms), all the
-    while holding the database's write lock that the other workers' writers queue on; one statement per row made
-    that wait grow with the batch. The ids are what SQLite would choose (one above the largest, in the array's
-    order), assigned in the statement under the transaction's write lock, so each card names its invocation
-    without reading the ids back.
+    SQLAlchemy's execution layer costs ~0.5 ms of CPU per call here, several times the SQL itself; the statements
+    are the same INSERTs, and every value goes through the column type's own bind processor (JSON, UTC
+    timestamps), so the stored rows are exactly what the ORM writes and reads back.
     """
 
     def __init__(self) -> None:
         self._invocation = _RawInsert(_INVOCATIONS, skip=("id",))
-        self._card = _RawInsert(_ISSUED_CARDS, skip=("invocation_id",))
-        invocations, cards = _INVOCATIONS.name, _ISSUED_CARDS.name
-        # The largest id before this batch: the invocations take the next ones, in order.
-        self._invocations_sql = (
-            f"INSERT INTO {invocations} (id, {', '.join(self._invocation.names)}) "
-            f"SELECT last.id + row.key + 1, {_json_columns(self._invocation.names, 0)} "
-            f"FROM (SELECT coalesce(max(id), 0) AS id FROM {invocations}) AS last, json_each(?1) AS row "
-            "ORDER BY row.key"
-        )
-        # After them the largest id is the batch's last invocation: a card's first element is its invocation's
-        # position in the batch, ?2 the batch's size.
-        self._cards_sql = (
-            f"INSERT INTO {cards} (invocation_id, {', '.join(self._card.names)}) "
-            f"SELECT last.id - ?2 + 1 + json_extract(row.value, '$[0]'), "
-            f"{_json_columns(self._card.names, 1)} "
-            f"FROM (SELECT max(id) AS id FROM {invocations}) AS last, json_each(?1) AS row "
-            "ORDER BY row.key"
-        )
+        self._card = _RawInsert(_ISSUED_CARDS)
 
     def insert(
         self, connection: sqlite3.Connection, batch: Sequence[AuditRows]
     ) -> None:
-        invocations: list[tuple[object, ...]] = []
         cards: list[tuple[object, ...]] = []
-        for position, (invocation, issued) in enumerate(batch):
-            invocations.append(self._invocation.values(invocation))
-            cards.extend((position, *self._card.values(card)) for card in issued)
-        if not invocations:
-            return
-        connection.execute(self._invocations_sql, (_json_array(invocations),))
+        for invocation, issued in batch:
+            invocation_id = connection.execute(
+                self._invocation.sql, self._invocation.values(invocation)
+            ).lastrowid
+            cards.extend(
+                self._card.values({**card, "invocation_id": invocation_id})
+                for card in issued
+            )
         if cards:
-            connection.execute(self._cards_sql, (_json_array(cards), len(invocations)))
-
-
-def _json_columns(names: Sequence[str], first: int) -> str:
-    return ", ".join(
-        f"json_extract(row.value, '$[{index}]')"
-        for index, _ in enumerate(names, start=first)
-    )
-
-
-def _json_array(rows: Sequence[tuple[object, ...]]) -> str:
-    # Bound values are str, int, float or None (the bind processors ran); NaN or infinity has no JSON form and is
-    # refused here rather than stored as something else.
-    try:
-        return json.dumps(rows, allow_nan=False, separators=(",", ":"))
-    except (TypeError, ValueError) as exc:
-        raise sqlite3.DataError(f"audit value cannot be stored: {exc}") from None
+            connection.executemany(self._card.sql, cards)
 
 
 class _RawInsert:
@@ -139,9 +98,13 @@ class _RawInsert:
         columns = [c for c in table.columns if c.name not in skip]
         self.names = tuple(c.name for c in columns)
         # The dialect's own processors, as the ORM's statements use them: for a TypeDecorator (UTCDateTime) the
-        # decorator's step and then SQLite's DATETIME format, not the driver's default adapter.
+        # decorator's step and then SQLite's DATETIME text, not the driver's default adapter ("... +00:00").
         self.processors = tuple(
             c.type.dialect_impl(dialect).bind_processor(dialect) for c in columns
+        )
+        self.sql = (
+            f"INSERT INTO {table.name} ({', '.join(self.names)}) "
+            f"VALUES ({', '.join('?' for _ in columns)})"
         )
 
     def values(self, row: Mapping[str, object]) -> tuple[object, ...]:

@@ -7,7 +7,8 @@ that the workers queue on. Here each process has one writer: calls queue their r
 queued so far into one transaction, commits, then settles every waiting call. Under load one commit carries many
 calls; alone, a call pays one hand-over. On SQLite the writer takes the queue once it holds the workers' file lock,
 so the calls that arrived while another worker committed join this commit, and it settles them after releasing
-the lock (2 workers at concurrency 32: the oldest call's wait for its commit fell from p90 46-83 ms to 24-26 ms).
+the lock (2 workers at concurrency 32, three 12 s runs each: the oldest call's wait for its commit fell from p50
+13-14 ms to 7-11 ms; the throughput did not move beyond the machine's noise).
 
 SQLite is written from the writer's own thread on a plain sqlite3 connection (no per-statement hops, no
 SQLAlchemy execution layer: `repositories.SqliteAuditInserter`); PostgreSQL is
