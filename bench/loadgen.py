@@ -7,7 +7,7 @@ import math
 import resource
 import shutil
 import subprocess
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 LUA = Path(__file__).with_name("post.lua")
@@ -104,6 +104,13 @@ def run(
         - (before.ru_utime + before.ru_stime),
         quantiles_ms=tuple(q / 1000 for q in data.get("quantiles_us", ())),
     )
+
+
+def concurrent(parts: list[WrkResult]) -> WrkResult:
+    """One result from wrk runs that loaded different servers over the same seconds: counts add up, the time is
+    the longest run's (not the sum, as for slices taken one after another), latencies pool as in `merge`."""
+    merged = merge(parts)
+    return replace(merged, seconds=max(p.seconds for p in parts))
 
 
 def merge(parts: list[WrkResult]) -> WrkResult:

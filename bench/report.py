@@ -18,7 +18,7 @@ from bench.micro import Micro
 @dataclass(frozen=True)
 class Point:
     workload: str
-    target: str  # "service" or "bare"
+    target: str  # "service", "bare" or "two 1-worker services" (bench.__main__.PAIR)
     workers: int
     connections: int
     result: WrkResult
@@ -177,7 +177,10 @@ def render(run: Run) -> str:
         "and wrk during the point (the machine is shared; above ~0.3 the point is disturbed). A point measured in "
         "N slices ran side by side with the other points of its workload and concurrency: the servers took turns "
         "(A B, B A, ...), N slices each, so that the machine's changes of speed fall on all of them; its "
-        "percentiles come from the slices' latency distributions merged.\n"
+        "percentiles come from the slices' latency distributions merged. Two 1-worker services: the 1-worker "
+        "service and a second one with a database file of its own, loaded at once with half the connections "
+        "each (one wrk each); nothing is shared between them, so their sum over the 1-worker point is what the "
+        "machine gives two copies of the service's work, the reference for the 2-worker target.\n"
     )
     out.append(
         "| workload | server | workers | conc. | req/s | p50 ms | p99 ms | max ms | CPU ms/req | wrk ms/req | RSS MB | ratio | others | errors |"

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bench.loadgen import WrkResult, merge
+from bench.loadgen import WrkResult, concurrent, merge
 
 
 def result(requests: int, latency_ms: float, *, seconds: float = 1.0) -> WrkResult:
@@ -47,3 +47,17 @@ def test_one_slice_is_itself() -> None:
 def test_slices_without_requests_do_not_count() -> None:
     merged = merge([result(0, 50.0), result(10, 3.0)])
     assert (merged.requests, merged.p50_ms, merged.p99_ms) == (10, 3.0, 3.0)
+
+
+def test_concurrent_runs_share_their_seconds() -> None:
+    # Two servers loaded at once for the same 2 s: 600 requests in 2 s, not in 4.
+    both = concurrent([result(400, 2.0, seconds=2.0), result(200, 8.0, seconds=2.0)])
+    assert (both.requests, both.seconds) == (600, 2.0)
+    assert both.rps == 300
+    assert both.wrk_cpu_seconds == 1.0
+    assert (both.p50_ms, both.p99_ms) == (2.0, 8.0)
+    # Runs that ended a little apart: the longer one's time.
+    assert (
+        concurrent([result(1, 1.0, seconds=2.0), result(1, 1.0, seconds=2.1)]).seconds
+        == 2.1
+    )
