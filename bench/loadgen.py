@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import json
 import math
-import resource
+import os
 import shutil
 import subprocess
+import tempfile
+import threading
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -64,7 +66,6 @@ def run(
     timeout_seconds: float = 10.0,
 ) -> WrkResult:
     """One wrk run on one thread. `max_requests` > 0 stops after that many responses (or `seconds`)."""
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     cmd = [
         wrk,
         "-t1",
@@ -79,15 +80,10 @@ def run(
         str(body_file),
         str(max_requests),
     ]
-    out = subprocess.run(
-        cmd, capture_output=True, text=True, check=True, timeout=seconds + 60
-    )
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    line = next(
-        (ln for ln in out.stdout.splitlines() if ln.startswith("WRK_JSON ")), None
-    )
+    stdout, stderr, cpu_seconds = _run_counting_cpu(cmd, timeout=seconds + 60)
+    line = next((ln for ln in stdout.splitlines() if ln.startswith("WRK_JSON ")), None)
     if line is None:
-        raise RuntimeError(f"wrk printed no result:\n{out.stdout}\n{out.stderr}")
+        raise RuntimeError(f"wrk printed no result:\n{stdout}\n{stderr}")
     data = json.loads(line.removeprefix("WRK_JSON "))
     lat = data["latency_us"]
     err = data["errors"]
@@ -100,10 +96,32 @@ def run(
         max_ms=lat["max"] / 1000,
         errors=int(err["connect"] + err["read"] + err["write"] + err["timeout"]),
         non_2xx=int(err["status"]),
-        wrk_cpu_seconds=(after.ru_utime + after.ru_stime)
-        - (before.ru_utime + before.ru_stime),
+        wrk_cpu_seconds=cpu_seconds,
         quantiles_ms=tuple(q / 1000 for q in data.get("quantiles_us", ())),
     )
+
+
+def _run_counting_cpu(cmd: list[str], *, timeout: float) -> tuple[str, str, float]:
+    """Run `cmd` to its end; returns its stdout, stderr and the CPU seconds of that process alone.
+
+    The CPU comes from wait4(2) on the child itself, not from a difference of RUSAGE_CHILDREN, which also counts
+    any other child reaped meanwhile (two wrk runs at once would bill each other's CPU).
+    """
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        proc = subprocess.Popen(cmd, stdout=out, stderr=err)
+        timer = threading.Timer(timeout, proc.kill)
+        timer.start()
+        try:
+            _, status, usage = os.wait4(proc.pid, 0)
+        finally:
+            timer.cancel()
+        proc.returncode = os.waitstatus_to_exitcode(status)  # reaped here, not by Popen
+        out.seek(0)
+        err.seek(0)
+        stdout, stderr = out.read().decode(), err.read().decode()
+    if proc.returncode != 0:
+        raise subprocess.CalledProcessError(proc.returncode, cmd, stdout, stderr)
+    return stdout, stderr, usage.ru_utime + usage.ru_stime
 
 
 def concurrent(parts: list[WrkResult]) -> WrkResult:
