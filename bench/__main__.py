@@ -11,6 +11,7 @@ import sys
 import tempfile
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -125,11 +126,11 @@ class Bench:
     def __init__(self, cfg: Config, workdir: Path) -> None:
         self.cfg = cfg
         self.workdir = workdir
-        self.wrk = loadgen.ensure_wrk()
+        self.wrk_path = loadgen.ensure_wrk()
         self.run = Run(
             mode="quick" if cfg.seconds < 10 else "full", seconds_per_point=cfg.seconds
         )
-        self.run.wrk_version = loadgen.wrk_version(self.wrk)
+        self.run.wrk_version = loadgen.wrk_version(self.wrk_path)
         self.files: dict[str, Path] = {}
         self.bodies: dict[str, Body] = {}
         self.warm: set[tuple[str, str]] = set()
@@ -145,6 +146,25 @@ class Bench:
 
     def url(self, server: Server, name: str) -> str:
         return f"{server.base_url}/cds-services/{self.bodies[name].service_id}"
+
+    def wrk(
+        self,
+        server: Server,
+        name: str,
+        *,
+        connections: int,
+        seconds: float,
+        max_requests: int = 0,
+    ) -> loadgen.WrkResult:
+        """wrk posting workload `name` to `server` (loadgen.run)."""
+        return loadgen.run(
+            self.wrk_path,
+            self.url(server, name),
+            self.files[name],
+            connections=connections,
+            seconds=seconds,
+            max_requests=max_requests,
+        )
 
     def check_answers(self, server: Server) -> None:
         """One call per workload before any load: it must be 200, and we record the cards."""
@@ -176,13 +196,7 @@ class Bench:
                 f"{server.name} was still busy for {drained:.0f} s before a {name} point."
             )
         if (server.name, name) not in self.warm:
-            loadgen.run(
-                self.wrk,
-                self.url(server, name),
-                self.files[name],
-                connections=8,
-                seconds=1,
-            )
+            self.wrk(server, name, connections=8, seconds=1)
             self.warm.add((server.name, name))
 
     def measure(
@@ -196,13 +210,7 @@ class Bench:
         if isinstance(server, Pair):
             result = self._load_pair(server, name, connections, seconds)
         else:
-            result = loadgen.run(
-                self.wrk,
-                self.url(server, name),
-                self.files[name],
-                connections=connections,
-                seconds=seconds,
-            )
+            result = self.wrk(server, name, connections=connections, seconds=seconds)
         cpu = server.cpu_seconds() - cpu0
         others = machine_busy_seconds() - busy0 - cpu - result.wrk_cpu_seconds
         return Slice(result, cpu, max(0.0, others), time.perf_counter() - t0)
@@ -211,36 +219,15 @@ class Bench:
         self, pair: Pair, name: str, connections: int, seconds: float
     ) -> loadgen.WrkResult:
         """One wrk per service, started together, each with half the connections."""
-        results: list[loadgen.WrkResult | BaseException] = [
-            RuntimeError("not run")
-        ] * len(pair.servers)
-
-        def drive(index: int, server: Server) -> None:
-            try:
-                results[index] = loadgen.run(
-                    self.wrk,
-                    self.url(server, name),
-                    self.files[name],
-                    connections=max(1, connections // len(pair.servers)),
-                    seconds=seconds,
-                )
-            except BaseException as exc:  # re-raised below, in the caller's thread
-                results[index] = exc
-
-        threads = [
-            threading.Thread(target=drive, args=(i, server), daemon=True)
-            for i, server in enumerate(pair.servers)
-        ]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
-        done: list[loadgen.WrkResult] = []
-        for outcome in results:
-            if isinstance(outcome, BaseException):
-                raise outcome
-            done.append(outcome)
-        return loadgen.concurrent(done)
+        share = max(1, connections // len(pair.servers))
+        with ThreadPoolExecutor(max_workers=len(pair.servers)) as pool:
+            results = pool.map(
+                lambda server: self.wrk(
+                    server, name, connections=share, seconds=seconds
+                ),
+                pair.servers,
+            )
+            return loadgen.concurrent(list(results))  # a failed run raises here
 
     def record(
         self, server: Server | Pair, point: PointSpec, slices: list[Slice]
@@ -345,14 +332,7 @@ class Bench:
         """RSS of the 1-worker service sampled while it answers `rss_requests` requests at concurrency 32."""
         total = self.cfg.rss_requests
         # Warm up at the same concurrency first: 32 bodies in flight raise RSS once, which is not growth.
-        loadgen.run(
-            self.wrk,
-            self.url(svc, name),
-            self.files[name],
-            connections=32,
-            seconds=60,
-            max_requests=1000,
-        )
+        self.wrk(svc, name, connections=32, seconds=60, max_requests=1000)
         svc.wait_idle()
         samples: list[tuple[float, float]] = []
         stop = threading.Event()
@@ -365,14 +345,7 @@ class Bench:
         sampler = threading.Thread(target=sample, daemon=True)
         t0 = time.perf_counter()
         sampler.start()
-        result = loadgen.run(
-            self.wrk,
-            self.url(svc, name),
-            self.files[name],
-            connections=32,
-            seconds=180,
-            max_requests=total,
-        )
+        result = self.wrk(svc, name, connections=32, seconds=180, max_requests=total)
         stop.set()
         sampler.join()
         rate = result.requests / max(1e-9, result.seconds)
@@ -553,7 +526,7 @@ def evaluate(run: Run, fhir_name: str | None) -> list[Check]:
         measured = f"{scale:.2f}x"
         if pair is not None and one.result.rps:
             measured += (
-                f" (two independent 1-worker services, 16 connections each: "
+                f" (two independent 1-worker services, {pair.connections // 2} connections each: "
                 f"{pair.result.rps / one.result.rps:.2f}x, the machine's own scaling)"
             )
         checks.append(
