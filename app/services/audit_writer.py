@@ -124,7 +124,7 @@ class AuditWriter:
                 if first is None:
                     return
                 batch, stop = [first], False
-                outcomes: list[tuple[list[_Pending], BaseException | None]] = []
+                outcomes: list[tuple[list[_Pending], BaseException | None]]
                 try:
                     with self._file_lock:
                         # Taken once the lock is held: the calls that queued while another worker's writer

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import uuid
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -232,6 +232,22 @@ async def engine(tmp_path: Path) -> AsyncIterator[AsyncEngine]:
     await engine.dispose()
 
 
+@pytest.fixture
+async def sqlite_writer(engine: AsyncEngine) -> AsyncIterator[AuditWriter]:
+    writer = AuditWriter(engine)
+    await writer.start()
+    yield writer
+    await writer.close()
+
+
+@pytest.fixture
+def other_workers_lock(tmp_path: Path) -> Iterator[WriterFileLock]:
+    """The file lock as another worker's writer takes it (`engine`'s database, `<database>-audit.lock`)."""
+    lock = WriterFileLock(f"{tmp_path}/workers.db-audit.lock")
+    yield lock
+    lock.close()
+
+
 class TestSqliteWorkers:
     """Several workers (one writer each) on one SQLite file queue on a file lock, not on SQLite's polling."""
 
@@ -255,46 +271,38 @@ class TestSqliteWorkers:
         assert len(await stored(engine, "w2-")) == 80
 
     async def test_a_transaction_waits_for_the_lock_holder(
-        self, engine: AsyncEngine, tmp_path: Path
+        self,
+        engine: AsyncEngine,
+        sqlite_writer: AuditWriter,
+        other_workers_lock: WriterFileLock,
     ) -> None:
-        writer = AuditWriter(engine)
-        await writer.start()
-        lock = WriterFileLock(f"{tmp_path}/workers.db-audit.lock")
-        try:
-            with lock:  # another worker's transaction
-                pending = asyncio.ensure_future(writer.write(call_rows("locked-1")))
-                await asyncio.sleep(0.3)
-                assert not pending.done()
-                assert await stored(engine, "locked-") == {}
-            await pending
-            assert await stored(engine, "locked-") == {"locked-1": 1}
-        finally:
-            lock.close()
-            await writer.close()
+        with other_workers_lock:  # another worker's transaction
+            pending = asyncio.ensure_future(sqlite_writer.write(call_rows("locked-1")))
+            await asyncio.sleep(0.3)
+            assert not pending.done()
+            assert await stored(engine, "locked-") == {}
+        await pending
+        assert await stored(engine, "locked-") == {"locked-1": 1}
 
     async def test_calls_queued_while_the_lock_is_held_share_one_commit(
-        self, engine: AsyncEngine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+        self,
+        engine: AsyncEngine,
+        sqlite_writer: AuditWriter,
+        other_workers_lock: WriterFileLock,
+        monkeypatch: pytest.MonkeyPatch,
     ) -> None:
         sizes = record_batches(monkeypatch)
-        writer = AuditWriter(engine)
-        await writer.start()
-        lock = WriterFileLock(f"{tmp_path}/workers.db-audit.lock")
-        try:
-            with lock:  # another worker's transaction
-                first = asyncio.ensure_future(writer.write(call_rows("queued-0")))
-                await asyncio.sleep(
-                    0.3
-                )  # the writer has the first call and waits for the lock
-                later = [
-                    asyncio.ensure_future(writer.write(call_rows(f"queued-{i}")))
-                    for i in range(1, 6)
-                ]
-                await asyncio.sleep(0.1)
-                assert sizes == []
-            await asyncio.gather(first, *later)
-        finally:
-            lock.close()
-            await writer.close()
+        with other_workers_lock:  # another worker's transaction
+            first = asyncio.ensure_future(sqlite_writer.write(call_rows("queued-0")))
+            # The writer has the first call and waits for the lock.
+            await asyncio.sleep(0.3)
+            later = [
+                asyncio.ensure_future(sqlite_writer.write(call_rows(f"queued-{i}")))
+                for i in range(1, 6)
+            ]
+            await asyncio.sleep(0.1)
+            assert sizes == []
+        await asyncio.gather(first, *later)
 
         assert sizes == [6]
         assert len(await stored(engine, "queued-")) == 6
