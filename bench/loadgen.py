@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
 import shutil
+import signal
 import subprocess
 import tempfile
 import threading
@@ -13,6 +15,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 LUA = Path(__file__).with_name("post.lua")
+# The line post.lua prints once its thread has stopped at the request limit.
+LIMIT_REACHED = "WRK_LIMIT_REACHED"
 
 
 @dataclass(frozen=True)
@@ -80,7 +84,11 @@ def run(
         str(body_file),
         str(max_requests),
     ]
-    stdout, stderr, cpu_seconds = _run_counting_cpu(cmd, timeout=seconds + 60)
+    # wrk's main thread sleeps the whole -d even after the script has stopped its thread at the limit (and then
+    # counts the idle time into its duration): SIGINT wakes it, and it reports at once.
+    stdout, stderr, cpu_seconds = _run_counting_cpu(
+        cmd, timeout=seconds + 60, interrupt_on=LIMIT_REACHED if max_requests else None
+    )
     line = next((ln for ln in stdout.splitlines() if ln.startswith("WRK_JSON ")), None)
     if line is None:
         raise RuntimeError(f"wrk printed no result:\n{stdout}\n{stderr}")
@@ -101,14 +109,22 @@ def run(
     )
 
 
-def _run_counting_cpu(cmd: list[str], *, timeout: float) -> tuple[str, str, float]:
+def _run_counting_cpu(
+    cmd: list[str], *, timeout: float, interrupt_on: str | None = None
+) -> tuple[str, str, float]:
     """Run `cmd` to its end; returns its stdout, stderr and the CPU seconds of that process alone.
 
     The CPU comes from wait4(2) on the child itself, not from a difference of RUSAGE_CHILDREN, which also counts
-    any other child reaped meanwhile (two wrk runs at once would bill each other's CPU).
+    any other child reaped meanwhile (two wrk runs at once would bill each other's CPU). When the child prints a
+    line equal to `interrupt_on`, it is sent SIGINT (and still awaited to its end).
     """
-    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
-        proc = subprocess.Popen(cmd, stdout=out, stderr=err)
+    with tempfile.TemporaryFile() as err:
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=err)
+        lines: list[bytes] = []
+        reader = threading.Thread(
+            target=_read_lines, args=(proc, lines, interrupt_on), daemon=True
+        )
+        reader.start()
         timer = threading.Timer(timeout, proc.kill)
         timer.start()
         try:
@@ -116,12 +132,28 @@ def _run_counting_cpu(cmd: list[str], *, timeout: float) -> tuple[str, str, floa
         finally:
             timer.cancel()
         proc.returncode = os.waitstatus_to_exitcode(status)  # reaped here, not by Popen
-        out.seek(0)
+        reader.join()
         err.seek(0)
-        stdout, stderr = out.read().decode(), err.read().decode()
+        stdout, stderr = b"".join(lines).decode(), err.read().decode()
     if proc.returncode != 0:
         raise subprocess.CalledProcessError(proc.returncode, cmd, stdout, stderr)
     return stdout, stderr, usage.ru_utime + usage.ru_stime
+
+
+def _read_lines(
+    proc: subprocess.Popen[bytes], lines: list[bytes], interrupt_on: str | None
+) -> None:
+    """Collects the child's stdout to its end; sends SIGINT once on the line `interrupt_on`."""
+    assert proc.stdout is not None
+    marker = None if interrupt_on is None else interrupt_on.encode() + b"\n"
+    with proc.stdout:
+        for line in proc.stdout:
+            lines.append(line)
+            if line == marker:
+                marker = None
+                # os.kill, not proc.send_signal: that polls, and could reap the child before wait4 sees it.
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(proc.pid, signal.SIGINT)
 
 
 def concurrent(parts: list[WrkResult]) -> WrkResult:

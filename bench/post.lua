@@ -1,5 +1,6 @@
 -- wrk script: POST the JSON file named by the first argument; optional second argument stops each
--- thread after that many responses. Prints one line "WRK_JSON {...}" with the results (latencies in us).
+-- thread after that many responses (and prints WRK_LIMIT_REACHED). Prints one line "WRK_JSON {...}" with the
+-- results (latencies in us).
 local limit = 0
 local seen = 0
 
@@ -13,8 +14,11 @@ function init(args)
   if limit > 0 then
     response = function(status, headers, body)
       seen = seen + 1
-      if seen >= limit then
+      if seen == limit then
         wrk.thread:stop()
+        -- wrk's main thread sleeps out -d regardless: bench/loadgen.py wakes it with SIGINT on this line.
+        io.write("WRK_LIMIT_REACHED\n")
+        io.flush()
       end
     end
   end

@@ -9,7 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from bench.loadgen import _run_counting_cpu
+from bench.loadgen import LIMIT_REACHED, _run_counting_cpu
 
 BUSY = [
     sys.executable,
@@ -46,3 +46,35 @@ def test_a_run_past_its_timeout_is_killed() -> None:
             [sys.executable, "-c", "import time; time.sleep(30)"], timeout=0.5
         )
     assert killed.value.returncode < 0
+
+
+# Stands in for wrk at its request limit: prints the marker, then sleeps its duration unless SIGINT wakes it,
+# and reports which of the two ended it.
+LIMITED = [
+    sys.executable,
+    "-c",
+    "import signal, sys, time\n"
+    "woken = []\n"
+    "signal.signal(signal.SIGINT, lambda *_: woken.append(1))\n"
+    "print('WRK_LIMIT_REACHED', flush=True)\n"
+    "time.sleep(20)\n"
+    "print('interrupted' if woken else 'slept its duration')",
+]
+
+
+def test_the_limit_line_interrupts_the_run() -> None:
+    out, _, _ = _run_counting_cpu(LIMITED, timeout=60, interrupt_on=LIMIT_REACHED)
+    assert out == "WRK_LIMIT_REACHED\ninterrupted\n"
+
+
+def test_without_a_limit_line_nothing_is_interrupted() -> None:
+    out, _, _ = _run_counting_cpu(
+        [
+            sys.executable,
+            "-c",
+            "import time; print('WRK_LIMIT_REACHED x'); time.sleep(0.3); print('end')",
+        ],
+        timeout=30,
+        interrupt_on=LIMIT_REACHED,
+    )
+    assert out == "WRK_LIMIT_REACHED x\nend\n"
