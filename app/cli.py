@@ -7,6 +7,7 @@ import importlib
 import json
 import os
 import signal
+import socket
 from collections.abc import Awaitable, Callable, Iterator, MutableMapping
 from contextlib import contextmanager
 from pathlib import Path
@@ -121,20 +122,55 @@ def serve(
     skip_migrate: Annotated[
         bool, typer.Option(help="Do not apply migrations first")
     ] = False,
+    reuse_port: Annotated[
+        bool,
+        typer.Option(
+            help="With several workers (Linux): a listening socket per worker (SO_REUSEPORT), so that "
+            "connections spread evenly over them; a stopping worker resets its queued connections unless "
+            "sysctl net.ipv4.tcp_migrate_req=1"
+        ),
+    ] = False,
 ) -> None:
     """Apply migrations, check the data files, and serve the CDS service."""
     import uvicorn
+
+    from app import listeners
 
     # Everything up to serving allocates long-lived objects (modules, classes, the catalogue): collecting
     # meanwhile is wasted time (about 11 % of the imports, measured). What exists when serving starts is
     # frozen out of later collections: the workers' collections stay short and leave it shared.
     with _collection_paused():
-        options = _prepare_serve(host, port, workers, skip_migrate)
+        # Before the checks and migrations: a port in use or a platform without it fails at once.
+        shared = _bind_per_worker(host, port) if reuse_port and workers > 1 else None
+        try:
+            options = _prepare_serve(host, port, workers, skip_migrate)
+        except BaseException:
+            if shared is not None:
+                shared.close()
+            raise
         if workers > 1:
-            _share_accepts(os.environ)
+            if shared is None:
+                _share_accepts(os.environ)
+            elif listeners.migration_off():
+                console.print(
+                    "[bold yellow]note: net.ipv4.tcp_migrate_req is 0: a worker that stops resets the "
+                    "connections waiting in its queue (set it to 1 to hand them to the other workers)[/]"
+                )
             _fork_workers(options)
         gc.freeze()
-    uvicorn.run(APP_FACTORY, **options)
+    if shared is not None:
+        listeners.run(uvicorn.Config(APP_FACTORY, **options), shared)
+    else:
+        uvicorn.run(APP_FACTORY, **options)
+
+
+def _bind_per_worker(host: str, port: int) -> socket.socket:
+    from app import listeners
+
+    try:
+        return listeners.bind(host, port)
+    except listeners.ReusePortError as exc:
+        raise _fail(str(exc)) from None
 
 
 @contextmanager

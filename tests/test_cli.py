@@ -365,3 +365,163 @@ def test_serve_with_workers_has_them_accept_one_connection_at_a_time(
         runner.invoke(app, ["serve", "--skip-migrate", "--workers", "2"]).exit_code == 0
     )
     assert seen == [None, "1", "0"]
+
+
+def listening_sockets(port: int) -> set[str]:
+    """Inodes of the IPv4 sockets listening on `port` (state 0A in /proc/net/tcp)."""
+    found = set()
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        if int(fields[1].split(":")[1], 16) == port and fields[3] == "0A":
+            found.add(fields[9])
+    return found
+
+
+def socket_inodes(pid: int) -> set[str]:
+    found = set()
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        try:
+            target = os.readlink(fd)
+        except OSError:
+            continue
+        if target.startswith("socket:["):
+            found.add(target[len("socket:[") : -1])
+    return found
+
+
+def wait_for_workers(
+    process: subprocess.Popen[bytes],
+    port: int,
+    *,
+    not_in: frozenset[int] = frozenset(),
+) -> list[int]:
+    """The supervisor's two workers once both listen on `port` (and none of them is in `not_in`)."""
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and process.poll() is None:
+        workers = children(process.pid)
+        listening = listening_sockets(port)
+        if (
+            len(workers) == 2
+            and not set(workers) & not_in
+            and all(socket_inodes(w) & listening for w in workers)
+            and len(listening) == 2
+        ):
+            return workers
+        time.sleep(0.1)
+    raise AssertionError(f"no two listening workers (exit code {process.poll()})")
+
+
+@pytest.mark.skipif(not Path("/proc/net/tcp").exists(), reason="reads /proc")
+def test_serve_with_reuse_port_gives_each_worker_its_own_listening_socket(
+    tmp_path: Path,
+) -> None:
+    port = free_port()
+    env = {
+        **os.environ,
+        "ILIAC_CDS_AUTH_MODE": "disabled",
+        "ILIAC_CDS_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path}/serve.db",
+        "ILIAC_CDS_LOG_LEVEL": "WARNING",
+    }
+    command = [sys.executable, "-m", "app.cli", "serve", "--port", str(port)]
+    process = subprocess.Popen(
+        [*command, "--workers", "2", "--reuse-port"],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        workers = wait_for_workers(process, port)
+        listening = listening_sockets(port)
+        # One socket each, not the supervisor's (it holds the port bound but does not listen).
+        owned = [socket_inodes(w) & listening for w in workers]
+        assert owned[0]
+        assert owned[1]
+        assert not owned[0] & owned[1]
+        assert not socket_inodes(process.pid) & listening
+        base = f"http://127.0.0.1:{port}"
+        for _ in range(4):
+            with httpx.Client() as fresh:  # new connections, spread by the kernel
+                assert fresh.get(f"{base}/healthz", timeout=5).status_code == 200
+        # uvicorn's supervisor restarts the workers on HUP: the new ones bind sockets of their own too.
+        process.send_signal(signal.SIGHUP)
+        restarted = wait_for_workers(process, port, not_in=frozenset(workers))
+        assert len(listening_sockets(port)) == 2
+        assert httpx.get(f"{base}/readyz", timeout=5).status_code == 200
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=30) == 0
+        assert not [w for w in restarted if Path(f"/proc/{w}").exists()]
+        assert not listening_sockets(port)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+
+
+@pytest.mark.usefixtures("sqlite_env")
+def test_serve_with_reuse_port_refuses_a_port_in_use_before_migrating(
+    sqlite_env: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("ILIAC_CDS_AUTH_MODE", "disabled")
+    monkeypatch.setattr("app.listeners.run", lambda *_: pytest.fail("served"))
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = runner.invoke(
+            app, ["serve", "--workers", "2", "--reuse-port", "--port", str(port)]
+        )
+    assert result.exit_code == 1
+    said = " ".join(result.output.split())
+    assert f"cannot bind 127.0.0.1:{port}: Address already in use" in said
+    assert not (sqlite_env / "cli.db").exists()
+
+
+@pytest.mark.usefixtures("sqlite_env")
+def test_serve_with_reuse_port_refuses_a_platform_without_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("ILIAC_CDS_AUTH_MODE", "disabled")
+    monkeypatch.setattr("app.listeners.supported", lambda: False)
+    monkeypatch.setattr("app.listeners.run", lambda *_: pytest.fail("served"))
+    result = runner.invoke(
+        app, ["serve", "--skip-migrate", "--workers", "2", "--reuse-port"]
+    )
+    assert result.exit_code == 1
+    assert "--reuse-port needs Linux" in " ".join(result.output.split())
+
+
+@pytest.mark.usefixtures("sqlite_env")
+@pytest.mark.parametrize(("sysctl", "noted"), [("0\n", True), ("1\n", False)])
+def test_serve_with_reuse_port_says_when_queued_connections_would_be_reset(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, sysctl: str, noted: bool
+) -> None:
+    monkeypatch.setenv("ILIAC_CDS_AUTH_MODE", "disabled")
+    monkeypatch.setattr(gc, "freeze", lambda: None)
+    monkeypatch.setattr("app.cli._fork_workers", lambda _options: None)
+    monkeypatch.delenv(ACCEPT_ENV, raising=False)
+    (tmp_path / "tcp_migrate_req").write_text(sysctl)
+    monkeypatch.setattr("app.listeners.MIGRATE_SYSCTL", tmp_path / "tcp_migrate_req")
+    served: list[tuple[Any, socket.socket]] = []
+    monkeypatch.setattr(
+        "app.listeners.run", lambda config, shared: served.append((config, shared))
+    )
+    monkeypatch.setattr("uvicorn.run", lambda *_, **__: pytest.fail("shared socket"))
+    result = runner.invoke(
+        app,
+        ["serve", "--skip-migrate", "--workers", "2", "--reuse-port", "--port", "0"],
+    )
+    assert result.exit_code == 0, result.output
+    assert ("tcp_migrate_req is 0" in result.output) is noted
+    [(config, shared)] = served
+    try:
+        assert (config.app, config.factory, config.workers) == (
+            "app.main:create_app",
+            True,
+            2,
+        )
+        assert shared.getsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT) == 1
+    finally:
+        shared.close()
+    # Each worker has a socket of its own: the one-accept-at-a-time setting is for a shared one.
+    assert ACCEPT_ENV not in os.environ
