@@ -190,7 +190,7 @@ def render(run: Run) -> str:
         bare = run.find(p.workload, "bare", p.workers, p.connections, p.group)
         ratio = (
             f"{p.result.rps / bare.result.rps:.2f}"
-            if p.target == "service" and bare and bare.result.rps
+            if p.target.startswith("service") and bare and bare.result.rps
             else ""
         )
         r = p.result
