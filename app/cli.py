@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import importlib
 import json
@@ -136,32 +137,39 @@ def serve(
 
     from app import listeners
 
-    # Everything up to serving allocates long-lived objects (modules, classes, the catalogue): collecting
-    # meanwhile is wasted time (about 11 % of the imports, measured). What exists when serving starts is
-    # frozen out of later collections: the workers' collections stay short and leave it shared.
-    with _collection_paused():
-        # Before the checks and migrations: a port in use or a platform without it fails at once.
-        shared = _bind_per_worker(host, port) if reuse_port and workers > 1 else None
-        try:
+    if reuse_port and workers == 1:
+        console.print("[yellow]note: --reuse-port has no effect with one worker[/]")
+    # Before the checks and migrations: a port in use or a platform without it fails at once.
+    shared = _bind_per_worker(host, port) if reuse_port and workers > 1 else None
+    with contextlib.ExitStack() as cleanup:
+        if shared is not None:
+            cleanup.enter_context(contextlib.closing(shared))
+        # Everything up to serving allocates long-lived objects (modules, classes, the catalogue): collecting
+        # meanwhile is wasted time (about 11 % of the imports, measured). What exists when serving starts is
+        # frozen out of later collections: the workers' collections stay short and leave it shared.
+        with _collection_paused():
             options = _prepare_serve(host, port, workers, skip_migrate)
-        except BaseException:
-            if shared is not None:
-                shared.close()
-            raise
-        if workers > 1:
-            if shared is None:
-                _share_accepts(os.environ)
-            elif listeners.migration_off():
-                console.print(
-                    "[bold yellow]note: net.ipv4.tcp_migrate_req is 0: a worker that stops resets the "
-                    "connections waiting in its queue (set it to 1 to hand them to the other workers)[/]"
-                )
-            _fork_workers(options)
-        gc.freeze()
-    if shared is not None:
-        listeners.run(uvicorn.Config(APP_FACTORY, **options), shared)
-    else:
-        uvicorn.run(APP_FACTORY, **options)
+            if workers > 1:
+                if shared is None:
+                    _share_accepts(os.environ)
+                forked = _fork_workers(options)
+                if shared is not None:
+                    if not forked:
+                        # Spawned workers inherit the supervisor's socket itself, without the rebind at fork.
+                        raise _fail(
+                            "--reuse-port needs forked workers, and this uvicorn spawns them"
+                        )
+                    if listeners.migration_off():
+                        console.print(
+                            "[bold yellow]note: net.ipv4.tcp_migrate_req is not 1: a worker that stops resets "
+                            "the connections waiting in its queue (set it to 1 to hand them to the other "
+                            "workers)[/]"
+                        )
+            gc.freeze()
+        if shared is not None:
+            listeners.run(uvicorn.Config(APP_FACTORY, **options), shared)
+        else:
+            uvicorn.run(APP_FACTORY, **options)
 
 
 def _bind_per_worker(host: str, port: int) -> socket.socket:
@@ -258,8 +266,9 @@ def _share_accepts(environ: MutableMapping[str, str]) -> None:
     environ.setdefault(ACCEPT_ENV, "1")
 
 
-def _fork_workers(options: dict[str, Any]) -> None:
-    """Have uvicorn's supervisor fork its workers from this process instead of spawning interpreters.
+def _fork_workers(options: dict[str, Any]) -> bool:
+    """Have uvicorn's supervisor fork its workers from this process instead of spawning interpreters; False
+    when this uvicorn makes its workers in a way this cannot change (they then spawn).
 
     A spawned worker imports the whole service again (about 1.5 s of CPU each, two at once on a
     2-core machine); a forked one starts with this process's modules and only builds its app and runs
@@ -274,7 +283,7 @@ def _fork_workers(options: dict[str, Any]) -> None:
     from uvicorn import _subprocess
 
     if not isinstance(getattr(_subprocess, "spawn", None), BaseContext):
-        return  # this uvicorn makes its workers some other way: they spawn (slower, same behaviour)
+        return False  # this uvicorn makes its workers some other way: they spawn (slower, same behaviour)
     # A worker must start with this process's signal dispositions, as a spawned one would, not with
     # the handlers the supervisor is about to install here (they only queue signals for the parent).
     dispositions = {
@@ -298,6 +307,7 @@ def _fork_workers(options: dict[str, Any]) -> None:
     warm.load()
     warm.get_loop_factory()
     importlib.import_module("httpcore")
+    return True
 
 
 async def _no_app(scope: Any, receive: Any, send: Any) -> None:

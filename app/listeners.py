@@ -13,10 +13,14 @@ waiting in its own accept queue, where a shared socket leaves them to the other 
 migrates them (`net.ipv4.tcp_migrate_req = 1`, Linux 5.14+). Hence opt-in, with a warning at start when the
 migration is off.
 
-How: the supervisor binds the address once with SO_REUSEPORT (so a port in use fails before any fork, and the
-port stays held between restarts) but never listens on it; every worker, right after its fork, binds a socket
-of its own in the same group and puts it in place of the inherited one (same file descriptor number), so
-uvicorn listens on that. A worker joins the group only when its server starts listening, after its startup.
+How: the supervisor binds the address once with SO_REUSEPORT but never listens on it; every worker, right
+after its fork, binds a socket of its own in the same group and puts it in place of the inherited one (same
+file descriptor number), so uvicorn listens on that. A worker joins the group only when its server starts
+listening, after its startup. A worker that cannot bind its own socket exits at once as a failed start (it
+must never listen on the supervisor's socket, which outlives it). Before binding, a probe without SO_REUSEPORT
+checks that nothing listens on the port yet: SO_REUSEPORT alone would let a second instance of the same user
+join the group and share the traffic. While no worker listens (start-up, all of them restarting), connections
+are refused, not queued.
 """
 
 from __future__ import annotations
@@ -29,6 +33,8 @@ from pathlib import Path
 from typing import Any
 
 MIGRATE_SYSCTL = Path("/proc/sys/net/ipv4/tcp_migrate_req")
+# uvicorn's exit status for a worker that failed to start: the supervisor stops rather than respawning it.
+STARTUP_FAILURE = 3
 
 
 class ReusePortError(RuntimeError):
@@ -45,10 +51,15 @@ def bind(host: str, port: int) -> socket.socket:
         raise ReusePortError(
             "--reuse-port needs Linux (SO_REUSEPORT spreads connections over sockets only there)"
         )
+    family = _family(host)
+    shown = f"[{host}]:{port}" if family == socket.AF_INET6 else f"{host}:{port}"
     try:
-        return _bound(_family(host), (host, port))
+        # The probe conflicts with any socket listening there, a reuse-port group's included; it stays bound
+        # until the real socket is, so that nothing takes the port in between.
+        with _bound(family, (host, port), reuse_port=False) as probe:
+            return _bound(family, probe.getsockname())
     except OSError as exc:
-        raise ReusePortError(f"cannot bind {host}:{port}: {exc.strerror}") from None
+        raise ReusePortError(f"cannot bind {shown}: {exc.strerror}") from None
 
 
 def rebind_after_fork(shared: socket.socket) -> None:
@@ -59,11 +70,17 @@ def rebind_after_fork(shared: socket.socket) -> None:
     def rebind() -> None:
         if os.getppid() != supervisor or shared.fileno() < 0:
             return  # not a worker (forked by a worker), or the supervisor closed the socket
-        own = _bound(shared.family, address)
         try:
-            os.dup2(own.fileno(), shared.fileno())
-        finally:
-            own.close()
+            own = _bound(shared.family, address)
+            try:
+                os.dup2(own.fileno(), shared.fileno())
+            finally:
+                own.close()
+        except BaseException as exc:
+            # An exception in an at-fork hook is only printed: exit, or this worker would listen on the
+            # supervisor's socket. os._exit: nothing of the supervisor's may run on in this process.
+            os.write(2, f"iliac-cds worker: cannot bind its socket: {exc}\n".encode())
+            os._exit(STARTUP_FAILURE)
 
     os.register_at_fork(after_in_child=rebind)
 
@@ -79,22 +96,26 @@ def run(config: Any, shared: socket.socket) -> None:
 
 
 def migration_off() -> bool:
-    """True when the kernel resets (rather than hands over) a stopping worker's queued connections."""
+    """True unless the kernel hands a stopping worker's queued connections to the others (the sysctl is 1; a
+    kernel without it, before 5.14, always resets them)."""
     try:
-        return MIGRATE_SYSCTL.read_text().strip() == "0"
+        return MIGRATE_SYSCTL.read_text().strip() != "1"
     except OSError:
-        return False  # not readable here: say nothing rather than guess
+        return True
 
 
 def _family(host: str) -> socket.AddressFamily:
     return socket.AF_INET6 if ":" in host else socket.AF_INET
 
 
-def _bound(family: socket.AddressFamily, address: Any) -> socket.socket:
+def _bound(
+    family: socket.AddressFamily, address: Any, *, reuse_port: bool = True
+) -> socket.socket:
     sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        if reuse_port:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         sock.bind(address)
     except BaseException:
         sock.close()
@@ -105,6 +126,7 @@ def _bound(family: socket.AddressFamily, address: Any) -> socket.socket:
 
 __all__ = [
     "MIGRATE_SYSCTL",
+    "STARTUP_FAILURE",
     "ReusePortError",
     "bind",
     "migration_off",

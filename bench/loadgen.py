@@ -120,19 +120,23 @@ def _run_counting_cpu(
     """
     with tempfile.TemporaryFile() as err:
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=err)
+        # Signals go through a pidfd: it names this child even once reaped (then ESRCH), never a reused pid.
+        pidfd = os.pidfd_open(proc.pid)
         lines: list[bytes] = []
         reader = threading.Thread(
-            target=_read_lines, args=(proc, lines, interrupt_on), daemon=True
+            target=_read_lines, args=(proc, pidfd, lines, interrupt_on), daemon=True
         )
         reader.start()
-        timer = threading.Timer(timeout, proc.kill)
+        timer = threading.Timer(timeout, _signal, (pidfd, signal.SIGKILL))
         timer.start()
         try:
             _, status, usage = os.wait4(proc.pid, 0)
         finally:
             timer.cancel()
+            timer.join()
+            reader.join()
+            os.close(pidfd)
         proc.returncode = os.waitstatus_to_exitcode(status)  # reaped here, not by Popen
-        reader.join()
         err.seek(0)
         stdout, stderr = b"".join(lines).decode(), err.read().decode()
     if proc.returncode != 0:
@@ -141,9 +145,13 @@ def _run_counting_cpu(
 
 
 def _read_lines(
-    proc: subprocess.Popen[bytes], lines: list[bytes], interrupt_on: str | None
+    proc: subprocess.Popen[bytes],
+    pidfd: int,
+    lines: list[bytes],
+    interrupt_on: str | None,
 ) -> None:
-    """Collects the child's stdout to its end; sends SIGINT once on the line `interrupt_on`."""
+    """Collects the child's stdout to its end; sends SIGINT once on the line `interrupt_on` (post.lua prints it
+    per wrk thread: run() starts wrk with one)."""
     assert proc.stdout is not None
     marker = None if interrupt_on is None else interrupt_on.encode() + b"\n"
     with proc.stdout:
@@ -151,9 +159,13 @@ def _read_lines(
             lines.append(line)
             if line == marker:
                 marker = None
-                # os.kill, not proc.send_signal: that polls, and could reap the child before wait4 sees it.
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(proc.pid, signal.SIGINT)
+                _signal(pidfd, signal.SIGINT)
+
+
+def _signal(pidfd: int, sig: signal.Signals) -> None:
+    # Not proc.send_signal or proc.kill: they poll, and could reap the child before wait4 sees its usage.
+    with contextlib.suppress(ProcessLookupError):
+        signal.pidfd_send_signal(pidfd, sig)
 
 
 def concurrent(parts: list[WrkResult]) -> WrkResult:

@@ -18,7 +18,7 @@ from bench.micro import Micro
 @dataclass(frozen=True)
 class Point:
     workload: str
-    target: str  # "service", "bare" or "two 1-worker services" (bench.__main__.PAIR)
+    target: str  # "service", "service --reuse-port", "bare", "two 1-worker services" (bench.__main__)
     workers: int
     connections: int
     result: WrkResult

@@ -378,8 +378,12 @@ def listening_sockets(port: int) -> set[str]:
 
 
 def socket_inodes(pid: int) -> set[str]:
-    found = set()
-    for fd in Path(f"/proc/{pid}/fd").iterdir():
+    found: set[str] = set()
+    try:
+        fds = list(Path(f"/proc/{pid}/fd").iterdir())
+    except FileNotFoundError:
+        return found  # exited meanwhile
+    for fd in fds:
         try:
             target = os.readlink(fd)
         except OSError:
@@ -492,36 +496,102 @@ def test_serve_with_reuse_port_refuses_a_platform_without_it(
 
 
 @pytest.mark.usefixtures("sqlite_env")
-@pytest.mark.parametrize(("sysctl", "noted"), [("0\n", True), ("1\n", False)])
+@pytest.mark.parametrize(
+    ("sysctl", "noted"), [("0\n", True), ("1\n", False), (None, True)]
+)
 def test_serve_with_reuse_port_says_when_queued_connections_would_be_reset(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, sysctl: str, noted: bool
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, sysctl: str | None, noted: bool
 ) -> None:
     monkeypatch.setenv("ILIAC_CDS_AUTH_MODE", "disabled")
     monkeypatch.setattr(gc, "freeze", lambda: None)
-    monkeypatch.setattr("app.cli._fork_workers", lambda _options: None)
+    monkeypatch.setattr("app.cli._fork_workers", lambda _options: True)
     monkeypatch.delenv(ACCEPT_ENV, raising=False)
-    (tmp_path / "tcp_migrate_req").write_text(sysctl)
+    if sysctl is not None:  # else a kernel before 5.14: no such sysctl, always reset
+        (tmp_path / "tcp_migrate_req").write_text(sysctl)
     monkeypatch.setattr("app.listeners.MIGRATE_SYSCTL", tmp_path / "tcp_migrate_req")
-    served: list[tuple[Any, socket.socket]] = []
-    monkeypatch.setattr(
-        "app.listeners.run", lambda config, shared: served.append((config, shared))
-    )
+    served: list[tuple[Any, socket.socket, int]] = []
+
+    def run(config: Any, shared: socket.socket) -> None:
+        reuse = shared.getsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT)
+        served.append((config, shared, reuse))
+
+    monkeypatch.setattr("app.listeners.run", run)
     monkeypatch.setattr("uvicorn.run", lambda *_, **__: pytest.fail("shared socket"))
     result = runner.invoke(
         app,
         ["serve", "--skip-migrate", "--workers", "2", "--reuse-port", "--port", "0"],
     )
     assert result.exit_code == 0, result.output
-    assert ("tcp_migrate_req is 0" in result.output) is noted
-    [(config, shared)] = served
-    try:
-        assert (config.app, config.factory, config.workers) == (
-            "app.main:create_app",
-            True,
-            2,
-        )
-        assert shared.getsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT) == 1
-    finally:
-        shared.close()
+    assert ("tcp_migrate_req is not 1" in " ".join(result.output.split())) is noted
+    [(config, shared, reuse)] = served
+    assert (config.app, config.factory, config.workers) == (
+        "app.main:create_app",
+        True,
+        2,
+    )
+    assert reuse == 1
+    assert shared.fileno() == -1  # closed once serving ended
     # Each worker has a socket of its own: the one-accept-at-a-time setting is for a shared one.
     assert ACCEPT_ENV not in os.environ
+
+
+@pytest.mark.usefixtures("sqlite_env")
+def test_serve_with_reuse_port_refuses_workers_that_would_not_be_forked(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("ILIAC_CDS_AUTH_MODE", "disabled")
+    monkeypatch.setattr(gc, "freeze", lambda: None)
+    # A uvicorn that spawns its workers: they would inherit the supervisor's socket and share it.
+    monkeypatch.setattr("app.cli._fork_workers", lambda _options: False)
+    monkeypatch.setattr("app.listeners.run", lambda *_: pytest.fail("served"))
+    result = runner.invoke(
+        app,
+        ["serve", "--skip-migrate", "--workers", "2", "--reuse-port", "--port", "0"],
+    )
+    assert result.exit_code == 1
+    assert "--reuse-port needs forked workers" in " ".join(result.output.split())
+
+
+@pytest.mark.usefixtures("sqlite_env")
+def test_serve_with_reuse_port_refuses_a_port_another_reuse_port_group_listens_on(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("ILIAC_CDS_AUTH_MODE", "disabled")
+    monkeypatch.setattr("app.listeners.run", lambda *_: pytest.fail("served"))
+    # Another instance's worker: same user, SO_REUSEPORT set, listening.
+    with socket.socket() as other:
+        other.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        other.bind(("127.0.0.1", 0))
+        other.listen()
+        port = other.getsockname()[1]
+        result = runner.invoke(
+            app,
+            [
+                "serve",
+                "--skip-migrate",
+                "--workers",
+                "2",
+                "--reuse-port",
+                "--port",
+                str(port),
+            ],
+        )
+    assert result.exit_code == 1
+    assert "Address already in use" in " ".join(result.output.split())
+
+
+@pytest.mark.usefixtures("sqlite_env")
+def test_serve_says_reuse_port_does_nothing_with_one_worker(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("ILIAC_CDS_AUTH_MODE", "disabled")
+    monkeypatch.setattr(gc, "freeze", lambda: None)
+    served: list[dict[str, Any]] = []
+    monkeypatch.setattr("uvicorn.run", lambda *_, **options: served.append(options))
+    monkeypatch.setattr(
+        "app.listeners.run", lambda *_: pytest.fail("per-worker sockets")
+    )
+    result = runner.invoke(app, ["serve", "--skip-migrate", "--reuse-port"])
+    assert result.exit_code == 0, result.output
+    assert "--reuse-port has no effect with one worker" in result.output
+    assert [options["workers"] for options in served] == [1]
