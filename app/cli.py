@@ -19,6 +19,7 @@ from rich.console import Console
 from rich.table import Table
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app import listeners
 from app.config import REPO_ROOT, AuthMode, Settings, get_settings
 from app.sandbox import sandbox_app
 
@@ -135,8 +136,6 @@ def serve(
     """Apply migrations, check the data files, and serve the CDS service."""
     import uvicorn
 
-    from app import listeners
-
     if reuse_port and workers == 1:
         console.print("[yellow]note: --reuse-port has no effect with one worker[/]")
     # Before the checks and migrations: a port in use or a platform without it fails at once.
@@ -152,19 +151,16 @@ def serve(
             if workers > 1:
                 if shared is None:
                     _share_accepts(os.environ)
-                forked = _fork_workers(options)
-                if shared is not None:
-                    if not forked:
-                        # Spawned workers inherit the supervisor's socket itself, without the rebind at fork.
-                        raise _fail(
-                            "--reuse-port needs forked workers, and this uvicorn spawns them"
-                        )
-                    if listeners.migration_off():
-                        console.print(
-                            "[bold yellow]note: net.ipv4.tcp_migrate_req is not 1: a worker that stops resets "
-                            "the connections waiting in its queue (set it to 1 to hand them to the other "
-                            "workers)[/]"
-                        )
+                if not _fork_workers(options) and shared is not None:
+                    # Spawned workers inherit the supervisor's socket itself, without the rebind at fork.
+                    raise _fail(
+                        "--reuse-port needs forked workers, and this uvicorn spawns them"
+                    )
+            if shared is not None and listeners.migration_off():
+                console.print(
+                    "[bold yellow]note: net.ipv4.tcp_migrate_req is not 1: a worker that stops resets "
+                    "the connections waiting in its queue (set it to 1 to hand them to the other workers)[/]"
+                )
             gc.freeze()
         if shared is not None:
             listeners.run(uvicorn.Config(APP_FACTORY, **options), shared)
@@ -173,8 +169,6 @@ def serve(
 
 
 def _bind_per_worker(host: str, port: int) -> socket.socket:
-    from app import listeners
-
     try:
         return listeners.bind(host, port)
     except listeners.ReusePortError as exc:
