@@ -39,6 +39,15 @@ def sqlite_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path
     get_settings.cache_clear()
 
 
+@pytest.fixture
+def serve_env(sqlite_env: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """sqlite_env for an in-process `serve`: auth disabled, and gc.freeze stubbed so that this test process's heap
+    stays collectable."""
+    monkeypatch.setenv("ILIAC_CDS_AUTH_MODE", "disabled")
+    monkeypatch.setattr(gc, "freeze", lambda: None)
+    return sqlite_env
+
+
 def invoke_with_fresh_settings(args: list[str]) -> Result:
     """Run the CLI with settings read anew from the environment this test set."""
     get_settings.cache_clear()
@@ -212,12 +221,8 @@ def test_a_failed_migration_never_shows_the_database_password(
 
 
 def test_serve_checks_then_runs_uvicorn_with_collection_on(
-    sqlite_env: Path, monkeypatch: pytest.MonkeyPatch
+    serve_env: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("ILIAC_CDS_AUTH_MODE", "disabled")
-    monkeypatch.setattr(
-        gc, "freeze", lambda: None
-    )  # keep this test process's heap collectable
     served: list[tuple[str, bool, dict[str, Any]]] = []
     monkeypatch.setattr(
         "uvicorn.run",
@@ -225,7 +230,7 @@ def test_serve_checks_then_runs_uvicorn_with_collection_on(
     )
     result = runner.invoke(app, ["serve", "--port", "8123"])
     assert result.exit_code == 0, result.output
-    assert (sqlite_env / "cli.db").exists()  # migrated first
+    assert (serve_env / "cli.db").exists()  # migrated first
     [(target, collecting, options)] = served
     assert target == "app.main:create_app"
     assert collecting
@@ -347,12 +352,10 @@ def test_serve_with_two_workers_forks_them_and_stops_gracefully(
             process.wait()
 
 
-@pytest.mark.usefixtures("sqlite_env")
+@pytest.mark.usefixtures("serve_env")
 def test_serve_with_workers_has_them_accept_one_connection_at_a_time(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setenv("ILIAC_CDS_AUTH_MODE", "disabled")
-    monkeypatch.setattr(gc, "freeze", lambda: None)
     monkeypatch.setattr("app.cli._fork_workers", lambda _options: None)
     seen: list[str | None] = []
     monkeypatch.setattr(
@@ -490,15 +493,13 @@ def test_serve_with_reuse_port_refuses_a_platform_without_it(
     assert "--reuse-port needs Linux" in " ".join(result.output.split())
 
 
-@pytest.mark.usefixtures("sqlite_env")
+@pytest.mark.usefixtures("serve_env")
 @pytest.mark.parametrize(
     ("sysctl", "noted"), [("0\n", True), ("1\n", False), (None, True)]
 )
 def test_serve_with_reuse_port_says_when_queued_connections_would_be_reset(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, sysctl: str | None, noted: bool
 ) -> None:
-    monkeypatch.setenv("ILIAC_CDS_AUTH_MODE", "disabled")
-    monkeypatch.setattr(gc, "freeze", lambda: None)
     monkeypatch.setattr("app.cli._fork_workers", lambda _options: True)
     monkeypatch.delenv(ACCEPT_ENV, raising=False)
     if sysctl is not None:  # else a kernel before 5.14: no such sysctl, always reset
@@ -530,12 +531,10 @@ def test_serve_with_reuse_port_says_when_queued_connections_would_be_reset(
     assert ACCEPT_ENV not in os.environ
 
 
-@pytest.mark.usefixtures("sqlite_env")
+@pytest.mark.usefixtures("serve_env")
 def test_serve_with_reuse_port_refuses_workers_that_would_not_be_forked(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setenv("ILIAC_CDS_AUTH_MODE", "disabled")
-    monkeypatch.setattr(gc, "freeze", lambda: None)
     # A uvicorn that spawns its workers: they would inherit the supervisor's socket and share it.
     monkeypatch.setattr("app.cli._fork_workers", lambda _options: False)
     monkeypatch.setattr("app.listeners.run", lambda *_: pytest.fail("served"))
@@ -547,12 +546,10 @@ def test_serve_with_reuse_port_refuses_workers_that_would_not_be_forked(
     assert "--reuse-port needs forked workers" in " ".join(result.output.split())
 
 
-@pytest.mark.usefixtures("sqlite_env")
+@pytest.mark.usefixtures("serve_env")
 def test_serve_says_reuse_port_does_nothing_with_one_worker(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setenv("ILIAC_CDS_AUTH_MODE", "disabled")
-    monkeypatch.setattr(gc, "freeze", lambda: None)
     served: list[dict[str, Any]] = []
     monkeypatch.setattr("uvicorn.run", lambda *_, **options: served.append(options))
     monkeypatch.setattr(
