@@ -152,6 +152,28 @@ class FhirFetcher:
         """
         return await self._logged(query, first)
 
+    def settled(self, query: str, first: dict[str, Any]) -> list[dict[str, Any]] | None:
+        """The query's resources when its batch answer (see first_answers()) is all of it: a read, or a search
+        page without a `next` link. None when further pages are to be read: complete() then reads them.
+
+        The batch entry gets the checks complete() gives it; the batch's own log line stands for these
+        queries (no line each), a failure is logged as any query's.
+
+        Raises:
+            FhirError: as complete() would for this answer.
+        """
+        resource_type = _resource_type_of(query)
+        try:
+            if _is_read(query):
+                return [_read_answer(first, resource_type)]
+            resources = _search_page(first, resource_type)
+            if self._next_url(first, resource_type) is not None:
+                return None
+        except FhirError as err:
+            _log_failure(resource_type, 200, 1, 0.0, err)
+            raise
+        return resources
+
     async def first_answers(
         self, queries: Sequence[str]
     ) -> list[dict[str, Any]] | None:
@@ -255,13 +277,12 @@ class FhirFetcher:
         try:
             resources = await self._run(query, resource_type, progress, first)
         except FhirError as err:
-            logger.warning(
-                "fhir query failed resource_type=%s status=%s pages=%d duration_ms=%.0f error=%s",
+            _log_failure(
                 resource_type,
                 progress.status_code,
                 progress.pages,
-                (time.perf_counter() - started) * 1000,
-                type(err).__name__,
+                time.perf_counter() - started,
+                err,
             )
             raise
         logger.info(
@@ -303,12 +324,7 @@ class FhirFetcher:
             progress.status_code = 200
             body = first
         if _is_read(query):
-            if body["resourceType"] != resource_type:
-                raise FhirInvalidResponse(
-                    f"the {resource_type} read answered another resource type",
-                    resource_type=resource_type,
-                )
-            return [body]
+            return [_read_answer(body, resource_type)]
         resources = _search_page(body, resource_type)
         next_url = self._next_url(body, resource_type)
         while next_url is not None:
@@ -490,6 +506,32 @@ def _decode(raw: bytes, resource_type: str, status_code: int) -> dict[str, Any]:
             f"the {resource_type} response is not a FHIR resource",
             resource_type=resource_type,
             status_code=status_code,
+        )
+    return body
+
+
+def _log_failure(
+    resource_type: str,
+    status_code: int | None,
+    pages: int,
+    seconds: float,
+    err: FhirError,
+) -> None:
+    logger.warning(
+        "fhir query failed resource_type=%s status=%s pages=%d duration_ms=%.0f error=%s",
+        resource_type,
+        status_code,
+        pages,
+        seconds * 1000,
+        type(err).__name__,
+    )
+
+
+def _read_answer(body: dict[str, Any], resource_type: str) -> dict[str, Any]:
+    if body["resourceType"] != resource_type:
+        raise FhirInvalidResponse(
+            f"the {resource_type} read answered another resource type",
+            resource_type=resource_type,
         )
     return body
 

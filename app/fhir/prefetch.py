@@ -188,21 +188,37 @@ async def _fetch_all(
     fhir: FhirFetcher, queries: Mapping[str, str], deadline_seconds: float
 ) -> dict[str, list[dict[str, Any]]]:
     tasks: dict[str, asyncio.Task[list[dict[str, Any]]]] = {}
+    settled: dict[str, list[dict[str, Any]]] = {}
     try:
         # One deadline for the whole gather (batch, further pages, or the query-by-query fallback): the EHR
         # waits on one exchange plus the longest search's remaining pages, not on the sum of the queries.
         async with asyncio.timeout(deadline_seconds):
             firsts = await fhir.first_answers(list(queries.values()))
+            if firsts is not None:
+                # A batch answer that is the whole result needs no task; the first failing one, in template
+                # order, is the gather's error (before any further page is asked for).
+                for (key, query), first in zip(queries.items(), firsts, strict=True):
+                    try:
+                        resources = fhir.settled(query, first)
+                    except FhirError as failed:
+                        failed.prefetch_key = key
+                        raise
+                    if resources is not None:
+                        settled[key] = resources
             async with asyncio.TaskGroup() as group:
                 for position, (key, query) in enumerate(queries.items()):
                     if firsts is None:
                         tasks[key] = group.create_task(fhir.search(query))
-                    else:
+                    elif key not in settled:
                         tasks[key] = group.create_task(
                             fhir.complete(query, firsts[position])
                         )
     except TimeoutError:
-        late = [key for key in queries if key not in tasks or tasks[key].cancelled()]
+        late = [
+            key
+            for key in queries
+            if key not in settled and (key not in tasks or tasks[key].cancelled())
+        ]
         raise FhirTimeout(
             f"no answer from fhirServer within {deadline_seconds:g} s for prefetch key(s) {', '.join(late)}"
         ) from None
@@ -213,7 +229,9 @@ async def _fetch_all(
         if unexpected is not None or error is None:
             raise
         raise error from group_error
-    return {key: task.result() for key, task in tasks.items()}
+    return {
+        key: settled[key] if key in settled else tasks[key].result() for key in queries
+    }
 
 
 def _first_fhir_error(

@@ -200,6 +200,45 @@ class TestOneBatch:
         assert caught.value.prefetch_key == "observations"
         assert [r.url.host for r in server.requests] == ["ehr.example.test"]
 
+    async def test_a_malformed_batch_entry_fails_first_in_template_order_before_any_page(
+        self, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        def handler(request: httpx.Request) -> httpx.Response:
+            if request.url.path.endswith(("/Condition", "/ImagingStudy")):
+                return fhir_response(
+                    {"resourceType": "Bundle", "entry": {"no": "list"}}
+                )
+            return paged_record(request)
+
+        caplog.set_level(logging.INFO, logger="iliac_cds.fhir")
+        server = Recorder(batch_server(handler))
+        async with open_fetcher(server) as fhir:
+            with pytest.raises(FhirInvalidResponse) as caught:
+                await gather(fhir)
+        # conditions comes before imagingStudies in the templates; the Observation pages are never asked.
+        assert caught.value.prefetch_key == "conditions"
+        assert "Bundle.entry is not a list" in caught.value.reason
+        assert server.seen == ["POST /fhir"]
+        assert (
+            "fhir query failed resource_type=Condition status=200 pages=1"
+            in caplog.text
+        )
+
+    async def test_a_read_entry_of_another_type_fails_as_the_read_would(self) -> None:
+        def handler(request: httpx.Request) -> httpx.Response:
+            if request.url.path.endswith(f"/Patient/{PATIENT_ID}"):
+                return fhir_response(make_resource("Practitioner", PATIENT_ID))
+            return serve_record(request)
+
+        async with open_fetcher(batch_server(handler)) as fhir:
+            with pytest.raises(FhirInvalidResponse) as batched:
+                await gather(fhir)
+        async with open_fetcher(without_batch(handler)) as fhir:
+            with pytest.raises(FhirInvalidResponse) as single:
+                await gather(fhir)
+        assert batched.value.prefetch_key == single.value.prefetch_key == "patient"
+        assert batched.value.reason == single.value.reason
+
     async def test_logs_name_no_patient_token_or_url(
         self, caplog: pytest.LogCaptureFixture
     ) -> None:
