@@ -168,6 +168,18 @@ def serve(
             uvicorn.run(APP_FACTORY, **options)
 
 
+def local_base_url(host: str, port: int) -> str | None:
+    """`http://host:port` as a client on this machine reaches `serve --host host --port port` (loopback for a
+    wildcard host); None for port 0, whose number is known only once bound."""
+    if port == 0:
+        return None
+    if host in ("", "0.0.0.0"):
+        host = "127.0.0.1"
+    elif host == "::":
+        host = "::1"
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+
+
 def _bind_per_worker(host: str, port: int) -> socket.socket:
     try:
         return listeners.bind(host, port)
@@ -199,6 +211,13 @@ def _prepare_serve(
     os.environ["ILIAC_CDS_BIND_HOST"] = host
     get_settings.cache_clear()
     settings = get_settings()
+    derived = local_base_url(host, port)
+    if "public_base_url" not in settings.model_fields_set and derived is not None:
+        # Not configured: the URL this serve answers at on this machine, so that the JWT audience and the cards'
+        # links name the port it listens on rather than the default's 8000 (and the workers read it too).
+        os.environ["ILIAC_CDS_PUBLIC_BASE_URL"] = derived
+        get_settings.cache_clear()
+        settings = get_settings()
     try:
         check_startup_settings(settings)
         catalog = load_catalog(
@@ -219,6 +238,10 @@ def _prepare_serve(
         console.print(
             f"  service [bold]{service.id}[/]  hook={service.hook}  POST {base}/cds-services/{service.id}"
         )
+    console.print(
+        f"  public URL [bold]{settings.public_base_url}[/] (JWT audience and card links; "
+        "ILIAC_CDS_PUBLIC_BASE_URL)"
+    )
     if settings.auth_mode is AuthMode.DISABLED:
         console.print(
             "[bold yellow]WARNING: EHR authentication is DISABLED (development only, loopback only)[/]"

@@ -21,7 +21,7 @@ from sqlalchemy.exc import OperationalError
 from typer.testing import CliRunner, Result
 
 from app.catalog.loader import CatalogError, load_catalog
-from app.cli import ACCEPT_ENV, app
+from app.cli import ACCEPT_ENV, app, local_base_url
 from app.config import get_settings
 
 runner = CliRunner()
@@ -37,6 +37,16 @@ def sqlite_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path
     get_settings.cache_clear()
     yield tmp_path
     get_settings.cache_clear()
+
+
+@pytest.fixture(autouse=True)
+def serve_leaves_no_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """An in-process `serve` sets ILIAC_CDS_BIND_HOST and ILIAC_CDS_PUBLIC_BASE_URL for its workers; undone after
+    each test, so that no test sees another's."""
+    for name in ("ILIAC_CDS_BIND_HOST", "ILIAC_CDS_PUBLIC_BASE_URL"):
+        monkeypatch.setenv(name, os.environ.get(name, ""))
+        if not os.environ[name]:
+            monkeypatch.delenv(name)
 
 
 @pytest.fixture
@@ -237,6 +247,44 @@ def test_serve_checks_then_runs_uvicorn_with_collection_on(
     assert options["factory"] is True
     assert (options["port"], options["workers"]) == (8123, 1)
     assert options["ws"] == "none"  # no WebSocket route: no WebSocket protocol loaded
+
+
+@pytest.mark.usefixtures("serve_env")
+def test_serve_on_another_port_makes_it_the_public_url(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr("uvicorn.run", lambda *_, **__: None)
+    result = runner.invoke(app, ["serve", "--skip-migrate", "--port", "8123"])
+    assert result.exit_code == 0, result.output
+    # The JWT audience and the cards' links: the workers read it from the environment.
+    assert os.environ["ILIAC_CDS_PUBLIC_BASE_URL"] == "http://127.0.0.1:8123"
+    assert get_settings().public_base_url == "http://127.0.0.1:8123"
+    assert "public URL http://127.0.0.1:8123" in result.output
+
+
+@pytest.mark.usefixtures("serve_env")
+def test_serve_keeps_a_configured_public_url(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ILIAC_CDS_PUBLIC_BASE_URL", "https://cds.hospital.example")
+    monkeypatch.setattr("uvicorn.run", lambda *_, **__: None)
+    result = invoke_with_fresh_settings(["serve", "--skip-migrate", "--port", "8123"])
+    assert result.exit_code == 0, result.output
+    assert os.environ["ILIAC_CDS_PUBLIC_BASE_URL"] == "https://cds.hospital.example"
+    assert "public URL https://cds.hospital.example" in result.output
+
+
+@pytest.mark.parametrize(
+    ("host", "port", "url"),
+    [
+        ("127.0.0.1", 8000, "http://127.0.0.1:8000"),
+        ("0.0.0.0", 9000, "http://127.0.0.1:9000"),
+        ("::", 9000, "http://[::1]:9000"),
+        ("::1", 9001, "http://[::1]:9001"),
+        ("cds.internal", 8443, "http://cds.internal:8443"),
+        ("127.0.0.1", 0, None),
+    ],
+)
+def test_the_local_base_url_of_a_bind(host: str, port: int, url: str | None) -> None:
+    assert local_base_url(host, port) == url
 
 
 def test_the_catalog_is_reused_only_while_its_files_are_unchanged(
