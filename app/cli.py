@@ -140,6 +140,9 @@ def serve(
         console.print("[yellow]note: --reuse-port has no effect with one worker[/]")
     # Before the checks and migrations: a port in use or a platform without it fails at once.
     shared = _bind_per_worker(host, port) if reuse_port and workers > 1 else None
+    if shared is not None:
+        # --port 0: the port the system gave, for the banner and the public URL.
+        port = shared.getsockname()[1]
     with contextlib.ExitStack() as cleanup:
         if shared is not None:
             cleanup.enter_context(contextlib.closing(shared))
@@ -212,7 +215,8 @@ def _prepare_serve(
     get_settings.cache_clear()
     settings = get_settings()
     derived = local_base_url(host, port)
-    if "public_base_url" not in settings.model_fields_set and derived is not None:
+    configured = "public_base_url" in settings.model_fields_set
+    if not configured and derived is not None:
         # Not configured: the URL this serve answers at on this machine, so that the JWT audience and the cards'
         # links name the port it listens on rather than the default's 8000 (and the workers read it too).
         os.environ["ILIAC_CDS_PUBLIC_BASE_URL"] = derived
@@ -242,6 +246,11 @@ def _prepare_serve(
         f"  public URL [bold]{settings.public_base_url}[/] (JWT audience and card links; "
         "ILIAC_CDS_PUBLIC_BASE_URL)"
     )
+    if derived is None and not configured:
+        console.print(
+            "[yellow]note: with --port 0 the system picks the port as uvicorn binds; set "
+            "ILIAC_CDS_PUBLIC_BASE_URL to it, or EHR JWTs and card links name the one above[/]"
+        )
     if settings.auth_mode is AuthMode.DISABLED:
         console.print(
             "[bold yellow]WARNING: EHR authentication is DISABLED (development only, loopback only)[/]"

@@ -272,6 +272,17 @@ def test_serve_keeps_a_configured_public_url(monkeypatch: pytest.MonkeyPatch) ->
     assert "public URL https://cds.hospital.example" in result.output
 
 
+@pytest.mark.usefixtures("serve_env")
+def test_serve_on_port_0_says_the_public_url_must_be_set(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr("uvicorn.run", lambda *_, **__: None)
+    result = runner.invoke(app, ["serve", "--skip-migrate", "--port", "0"])
+    assert result.exit_code == 0, result.output
+    assert "ILIAC_CDS_PUBLIC_BASE_URL" not in os.environ
+    assert "with --port 0 the system picks the port" in " ".join(result.output.split())
+
+
 @pytest.mark.parametrize(
     ("host", "port", "url"),
     [
@@ -575,6 +586,11 @@ def test_serve_with_reuse_port_says_when_queued_connections_would_be_reset(
     )
     assert reuse == 1
     assert shared.fileno() == -1  # closed once serving ended
+    # --port 0: the port the system gave the workers' address is the one announced and used for JWTs.
+    port = int(os.environ["ILIAC_CDS_PUBLIC_BASE_URL"].rsplit(":", 1)[1])
+    assert port > 0
+    assert f"serving on http://127.0.0.1:{port}" in result.output
+    assert "--port 0" not in result.output
     # Each worker has a socket of its own: the one-accept-at-a-time setting is for a shared one.
     assert ACCEPT_ENV not in os.environ
 
