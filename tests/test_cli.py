@@ -250,26 +250,25 @@ def test_serve_checks_then_runs_uvicorn_with_collection_on(
 
 
 @pytest.mark.usefixtures("serve_env")
-def test_serve_on_another_port_makes_it_the_public_url(
-    monkeypatch: pytest.MonkeyPatch,
+@pytest.mark.parametrize(
+    ("configured", "public"),
+    [
+        (None, "http://127.0.0.1:8123"),
+        ("https://cds.hospital.example", "https://cds.hospital.example"),
+    ],
+)
+def test_serve_uses_the_configured_public_url_else_where_it_listens(
+    monkeypatch: pytest.MonkeyPatch, configured: str | None, public: str
 ) -> None:
-    monkeypatch.setattr("uvicorn.run", lambda *_, **__: None)
-    result = runner.invoke(app, ["serve", "--skip-migrate", "--port", "8123"])
-    assert result.exit_code == 0, result.output
-    # The JWT audience and the cards' links: the workers read it from the environment.
-    assert os.environ["ILIAC_CDS_PUBLIC_BASE_URL"] == "http://127.0.0.1:8123"
-    assert get_settings().public_base_url == "http://127.0.0.1:8123"
-    assert "public URL http://127.0.0.1:8123" in result.output
-
-
-@pytest.mark.usefixtures("serve_env")
-def test_serve_keeps_a_configured_public_url(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("ILIAC_CDS_PUBLIC_BASE_URL", "https://cds.hospital.example")
+    if configured is not None:
+        monkeypatch.setenv("ILIAC_CDS_PUBLIC_BASE_URL", configured)
     monkeypatch.setattr("uvicorn.run", lambda *_, **__: None)
     result = invoke_with_fresh_settings(["serve", "--skip-migrate", "--port", "8123"])
     assert result.exit_code == 0, result.output
-    assert os.environ["ILIAC_CDS_PUBLIC_BASE_URL"] == "https://cds.hospital.example"
-    assert "public URL https://cds.hospital.example" in result.output
+    # The JWT audience and the cards' links: the workers read it from the environment.
+    assert os.environ["ILIAC_CDS_PUBLIC_BASE_URL"] == public
+    assert get_settings().public_base_url == public
+    assert f"public URL {public}" in result.output
 
 
 @pytest.mark.usefixtures("serve_env")
