@@ -73,6 +73,14 @@ class _Progress:
     status_code: int | None = None
 
 
+@dataclass(frozen=True)
+class FirstPage:
+    """A query's first answer, checked: its resources, and the next page to read (None: that is all of it)."""
+
+    resources: list[dict[str, Any]]
+    next_url: httpx.URL | None
+
+
 class _NoBatch(Exception):
     """The batch answer is unusable; `unsupported` when the server says it does not do batch at all."""
 
@@ -144,35 +152,25 @@ class FhirFetcher:
         """
         return await self._logged(query, None)
 
-    async def complete(self, query: str, first: dict[str, Any]) -> list[dict[str, Any]]:
-        """Like search(), for a query whose first answer came inside a batch (see first_answers()).
-
-        The batch entry is the first page: the same checks apply and the same `next` links are followed, within
-        the same page cap.
-        """
-        return await self._logged(query, first)
-
-    def settled(self, query: str, first: dict[str, Any]) -> list[dict[str, Any]] | None:
-        """The query's resources when its batch answer (see first_answers()) is all of it: a read, or a search
-        page without a `next` link. None when further pages are to be read: complete() then reads them.
-
-        The batch entry gets the checks complete() gives it; the batch's own log line stands for these
-        queries (no line each), a failure is logged as any query's.
+    def first_page(self, query: str, first: dict[str, Any]) -> FirstPage:
+        """A query's first answer from inside a batch (see first_answers()), given the checks search() gives a
+        first page. Without a `next` page it is the query's whole result; the batch's own log line stands for
+        it (no line per query). A failure is logged as any query's.
 
         Raises:
-            FhirError: as complete() would for this answer.
+            FhirError: as search() would for this answer.
         """
         resource_type = _resource_type_of(query)
         try:
-            if _is_read(query):
-                return [_read_answer(first, resource_type)]
-            resources = _search_page(first, resource_type)
-            if self._next_url(first, resource_type) is not None:
-                return None
+            return self._checked(query, first, resource_type)
         except FhirError as err:
             _log_failure(resource_type, 200, 1, 0.0, err)
             raise
-        return resources
+
+    async def complete(self, query: str, first: FirstPage) -> list[dict[str, Any]]:
+        """Like search(), for a query whose checked first page (first_page()) has a `next` page: the further
+        pages are read as search() reads them, within the same page cap."""
+        return await self._logged(query, first)
 
     async def first_answers(
         self, queries: Sequence[str]
@@ -269,7 +267,7 @@ class FhirFetcher:
         ]
 
     async def _logged(
-        self, query: str, first: dict[str, Any] | None
+        self, query: str, first: FirstPage | None
     ) -> list[dict[str, Any]]:
         resource_type = _resource_type_of(query)
         progress = _Progress()
@@ -299,7 +297,7 @@ class FhirFetcher:
         query: str,
         resource_type: str,
         progress: _Progress,
-        first: dict[str, Any] | None,
+        first: FirstPage | None,
     ) -> list[dict[str, Any]]:
         if first is None:
             sized = self._sized(query)
@@ -318,15 +316,13 @@ class FhirFetcher:
                 body = await self._get_json(
                     self._query_url(query, resource_type), resource_type, progress
                 )
+            first = self._checked(query, body, resource_type)
         else:
-            # The batch entry was this query's first page (checked by _batch_answer).
+            # The batch entry was this query's first page (checked by _batch_answer and first_page()).
             progress.pages = 1
             progress.status_code = 200
-            body = first
-        if _is_read(query):
-            return [_read_answer(body, resource_type)]
-        resources = _search_page(body, resource_type)
-        next_url = self._next_url(body, resource_type)
+        resources = list(first.resources)
+        next_url = first.next_url
         while next_url is not None:
             if progress.pages >= self._max_pages:
                 # Advice built on part of the record could miss a prior study; refuse instead.
@@ -338,6 +334,15 @@ class FhirFetcher:
             resources.extend(_search_page(body, resource_type))
             next_url = self._next_url(body, resource_type)
         return resources
+
+    def _checked(
+        self, query: str, body: dict[str, Any], resource_type: str
+    ) -> FirstPage:
+        if _is_read(query):
+            return FirstPage([_read_answer(body, resource_type)], None)
+        return FirstPage(
+            _search_page(body, resource_type), self._next_url(body, resource_type)
+        )
 
     def _query_url(self, query: str, resource_type: str) -> httpx.URL:
         url = httpx.URL(f"{self._base}/{query}")

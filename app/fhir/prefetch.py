@@ -13,7 +13,7 @@ from typing import Any
 from urllib.parse import quote
 
 from app.fhir.bundle import OPERATION_OUTCOME, bundle_resources, is_resource
-from app.fhir.client import FhirFetcher
+from app.fhir.client import FhirFetcher, FirstPage
 from app.fhir.errors import FhirError, FhirTimeout, InvalidPrefetch, PrefetchUnavailable
 
 PREFETCH_TEMPLATES: dict[str, str] = {
@@ -189,6 +189,7 @@ async def _fetch_all(
 ) -> dict[str, list[dict[str, Any]]]:
     tasks: dict[str, asyncio.Task[list[dict[str, Any]]]] = {}
     settled: dict[str, list[dict[str, Any]]] = {}
+    paged: dict[str, FirstPage] = {}
     try:
         # One deadline for the whole gather (batch, further pages, or the query-by-query fallback): the EHR
         # waits on one exchange plus the longest search's remaining pages, not on the sum of the queries.
@@ -199,20 +200,20 @@ async def _fetch_all(
                 # order, is the gather's error (before any further page is asked for).
                 for (key, query), first in zip(queries.items(), firsts, strict=True):
                     try:
-                        resources = fhir.settled(query, first)
+                        page = fhir.first_page(query, first)
                     except FhirError as failed:
                         failed.prefetch_key = key
                         raise
-                    if resources is not None:
-                        settled[key] = resources
+                    if page.next_url is None:
+                        settled[key] = page.resources
+                    else:
+                        paged[key] = page
             async with asyncio.TaskGroup() as group:
-                for position, (key, query) in enumerate(queries.items()):
+                for key, query in queries.items():
                     if firsts is None:
                         tasks[key] = group.create_task(fhir.search(query))
-                    elif key not in settled:
-                        tasks[key] = group.create_task(
-                            fhir.complete(query, firsts[position])
-                        )
+                    elif key in paged:
+                        tasks[key] = group.create_task(fhir.complete(query, paged[key]))
     except TimeoutError:
         late = [
             key
