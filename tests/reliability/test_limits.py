@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 import httpx
@@ -110,16 +109,14 @@ class TestEntryCounts:
         )
 
 
-class TestCost:
-    def test_a_typical_request_is_checked_in_well_under_the_engine_budget(self) -> None:
-        """Figure for RELIABILITY.md: printed, not asserted (no wall-clock assertions in CI)."""
+class TestLargeRecords:
+    def test_a_long_followed_patient_passes_the_default_limits(self) -> None:
+        """2,000 resources (bench workload 3's size) are far under the caps; their cost is measured in bench/."""
         prefetch = empty_prefetch()
         prefetch["observations"] = bundle(*(observation(i) for i in range(2_000)))
         request = request_with(prefetch=prefetch)
-        started = time.perf_counter()
+        assert count_prefetch_entries(prefetch) == 2_001
         check_cds_request(request)
-        elapsed_ms = (time.perf_counter() - started) * 1000
-        print(f"limits check, 2000 prefetch resources: {elapsed_ms:.2f} ms")  # noqa: T201
 
 
 @pytest.mark.db
