@@ -13,7 +13,12 @@ from fastapi.middleware.cors import CORSMiddleware
 from app.api.cds.routes import router as cds_router
 from app.api.health import router as health_router
 from app.api.metrics import install_metrics
-from app.api.middleware import AfterResponseMiddleware, BodySizeLimitMiddleware
+from app.api.middleware import (
+    AfterResponseMiddleware,
+    BodySizeLimitMiddleware,
+    InFlightMiddleware,
+    RequestsInFlight,
+)
 from app.api.responses import OrjsonResponse
 from app.api.rules import router as rules_router
 from app.api.security_headers import SecurityHeadersMiddleware
@@ -92,7 +97,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
                 "(or run locally with ILIAC_CDS_AUTH_MODE=disabled, loopback only)"
             )
     http = create_http_client(timeout_seconds=settings.fhir_deadline_seconds)
-    audit = AuditWriter(engine)
+    audit = AuditWriter(engine, requests_in_flight=app.state.requests_in_flight)
     await audit.start()
     app.state.services = AppState(
         settings=settings,
@@ -145,6 +150,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_metrics(app)
     # Around everything: what a route leaves for after its answer (a large body's release) runs last.
     app.add_middleware(AfterResponseMiddleware)
+    # Outermost of all ours: a request counts from its arrival (the audit writer reads the count).
+    app.state.requests_in_flight = RequestsInFlight()
+    app.add_middleware(InFlightMiddleware, counter=app.state.requests_in_flight)
     install_error_handlers(app)
     app.include_router(cds_router)
     app.include_router(health_router)

@@ -1,5 +1,5 @@
-"""ASGI middleware: reject request bodies over the configured size with 413 before the app sees them, and run
-what a route left for after its answer has been sent."""
+"""ASGI middleware: reject request bodies over the configured size with 413 before the app sees them, run
+what a route left for after its answer has been sent, and count the requests being served."""
 
 from __future__ import annotations
 
@@ -115,3 +115,35 @@ class AfterResponseMiddleware:
                 await self.app(scope, receive, send)
             finally:
                 scope.pop(AFTER_RESPONSE, None)
+
+
+class RequestsInFlight:
+    """How many HTTP requests this process is serving now; calling it reads the count (InFlightMiddleware)."""
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    def __call__(self) -> int:
+        return self.count
+
+
+class InFlightMiddleware:
+    """Counts a request from the moment the app receives it (before its body) until it has finished.
+
+    The audit writer reads the count: a hook call that is the only request being served commits its audit rows
+    on the event loop (app/services/audit_writer.py).
+    """
+
+    def __init__(self, app: ASGIApp, *, counter: RequestsInFlight) -> None:
+        self.app = app
+        self.counter = counter
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        self.counter.count += 1
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            self.counter.count -= 1

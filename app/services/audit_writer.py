@@ -15,6 +15,12 @@ SQLAlchemy execution layer: `repositories.SqliteAuditInserter`); PostgreSQL is
 written from a task on the event loop with asyncpg (already asynchronous). If a batch fails, its calls are written
 again one by one when the database refused a row (constraint, value), so one bad call does not take the others with
 it; a call whose rows cannot be written gets the exception (the caller logs and counts the gap, as before).
+
+A call that is the only request the process is serving commits on the event loop itself (SQLite): nothing else
+waits for the loop while it does, and the hand-over to the thread and back (the thread waits for the GIL, then
+wakes the loop) cost more than the insert. It does so only when the writer holds nothing and no other worker
+holds the file lock; otherwise the call queues as above. Under load a call is never alone, so group commit is
+unchanged.
 """
 
 from __future__ import annotations
@@ -27,7 +33,7 @@ import os
 import queue
 import sqlite3
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from sqlalchemy.exc import DataError, IntegrityError
@@ -51,22 +57,34 @@ class _Pending:
 
 
 class AuditWriter:
-    """Writes audit rows in batches for one process; `write` returns once the rows are committed."""
+    """Writes audit rows in batches for one process; `write` returns once the rows are committed.
 
-    def __init__(self, engine: AsyncEngine) -> None:
+    `requests_in_flight`, when given, tells how many requests the process is serving (the caller's included):
+    at 1 a SQLite write may be committed on the caller's event loop (see the module's docstring).
+    """
+
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        *,
+        requests_in_flight: Callable[[], int] | None = None,
+    ) -> None:
         self.engine = engine
         self._sqlite = engine.dialect.name == "sqlite"
+        self._requests_in_flight = requests_in_flight
         self._closed = False
         # SQLite: a thread fed by a thread-safe queue. PostgreSQL: a task fed by an asyncio queue.
         self._thread_queue: queue.SimpleQueue[_Pending | None] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._sqlite_connection: sqlite3.Connection | None = None
+        # Held by whoever uses the file lock's descriptor and commits: the thread, or a call committing inline.
+        self._committing = threading.Lock()
+        # The event loop's own connection, for inline commits (a sqlite3 connection stays on its thread).
+        self._loop_connection: sqlite3.Connection | None = None
         self._inserter = repositories.SqliteAuditInserter()
         self._task_queue: asyncio.Queue[_Pending] | None = None
         self._task: asyncio.Task[None] | None = None
-        self._file_lock: contextlib.AbstractContextManager[object] = (
-            contextlib.nullcontext()
-        )
+        self._file_lock: WriterFileLock | None = None
 
     async def start(self) -> None:
         if self._sqlite:
@@ -82,9 +100,63 @@ class AuditWriter:
             )
 
     async def write(self, rows: AuditRows) -> None:
-        """Queue one call's rows and wait for their commit; raises what the database raised."""
+        """Commit one call's rows, inline when it is alone, else queued; raises what the database raised."""
+        if self._alone():
+            # One turn of the loop first: a request that has arrived meanwhile is taken in and counted.
+            try:
+                await asyncio.sleep(0)
+            except asyncio.CancelledError:
+                self.submit(rows)  # the caller is gone, its rows are still committed
+                raise
+            if self._alone() and self._commit_inline(rows):
+                return
         # A caller cancelled here (client gone) cancels only its wait: the writer commits the rows anyway.
         await self.submit(rows)
+
+    def _alone(self) -> bool:
+        return (
+            self._requests_in_flight is not None
+            and self._requests_in_flight() <= 1
+            and self._thread is not None
+            and self._thread.is_alive()
+            and not self._closed
+            and self._thread_queue.empty()
+        )
+
+    def _commit_inline(self, rows: AuditRows) -> bool:
+        """Commits `rows` on this thread if nobody else is committing; False (nothing written) if it did not."""
+        if not self._committing.acquire(blocking=False):
+            return False  # the writer thread is committing: queue behind it
+        try:
+            lock = self._file_lock
+            if lock is not None and not lock.acquire(blocking=False):
+                return False  # another worker is committing: the thread waits for it in the kernel, not the loop
+            try:
+                _transaction(self._loop_sqlite(), self._inserter, [rows])
+            except Exception as exc:
+                if _row_error(exc):
+                    raise  # refused: this call's own fault, as in a batch of one
+                # Anything else (locked, I/O): the thread tries again and reports what it meets.
+                return False
+            finally:
+                if lock is not None:
+                    lock.release()
+            return True
+        finally:
+            self._committing.release()
+
+    def _loop_sqlite(self) -> sqlite3.Connection:
+        if self._loop_connection is None:
+            connection = connect_sqlite(self.engine)
+            try:
+                # Never wait on the loop for SQLite's write lock (a CLI command or a migration holding it):
+                # busy at once, and the call queues for the thread, which waits instead.
+                connection.execute("PRAGMA busy_timeout=0")
+            except BaseException:
+                connection.close()
+                raise
+            self._loop_connection = connection
+        return self._loop_connection
 
     def submit(self, rows: AuditRows) -> asyncio.Future[None]:
         """Queue one call's rows now; the future settles when they are committed (or with the error)."""
@@ -114,6 +186,9 @@ class AuditWriter:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
+        if self._loop_connection is not None:
+            self._loop_connection.close()
+            self._loop_connection = None
 
     # SQLite: the writer thread.
 
@@ -126,7 +201,7 @@ class AuditWriter:
                 batch, stop = [first], False
                 outcomes: list[tuple[list[_Pending], BaseException | None]]
                 try:
-                    with self._file_lock:
+                    with self._committing, self._file_lock or contextlib.nullcontext():
                         # Taken once the lock is held: the calls that queued while another worker's writer
                         # held it share this commit instead of waiting for the next one.
                         batch, stop = self._drain(first)
@@ -147,8 +222,9 @@ class AuditWriter:
             # In this thread: a sqlite3 connection belongs to the thread that opened it.
             if self._sqlite_connection is not None:
                 self._sqlite_connection.close()
-            if isinstance(self._file_lock, WriterFileLock):
-                self._file_lock.close()
+            if self._file_lock is not None:
+                with self._committing:  # not while a call commits inline on it
+                    self._file_lock.close()
 
     def _drain(self, first: _Pending) -> tuple[list[_Pending], bool]:
         batch = [first]
@@ -182,16 +258,7 @@ class AuditWriter:
     def _transaction(self, batch: list[_Pending]) -> None:
         if self._sqlite_connection is None:
             self._sqlite_connection = connect_sqlite(self.engine)
-        connection = self._sqlite_connection
-        connection.execute("BEGIN IMMEDIATE")
-        try:
-            self._inserter.insert(connection, [p.rows for p in batch])
-            connection.execute("COMMIT")
-        except BaseException:
-            if connection.in_transaction:
-                with contextlib.suppress(sqlite3.Error):
-                    connection.execute("ROLLBACK")
-            raise
+        _transaction(self._sqlite_connection, self._inserter, [p.rows for p in batch])
 
     # PostgreSQL: the writer task.
 
@@ -222,6 +289,22 @@ class AuditWriter:
         _settle(batch, None)
 
 
+def _transaction(
+    connection: sqlite3.Connection,
+    inserter: repositories.SqliteAuditInserter,
+    batch: Sequence[AuditRows],
+) -> None:
+    connection.execute("BEGIN IMMEDIATE")
+    try:
+        inserter.insert(connection, batch)
+        connection.execute("COMMIT")
+    except BaseException:
+        if connection.in_transaction:
+            with contextlib.suppress(sqlite3.Error):
+                connection.execute("ROLLBACK")
+        raise
+
+
 class WriterFileLock:
     """An exclusive flock(2) on a file next to the SQLite database, held around each audit transaction.
 
@@ -234,18 +317,31 @@ class WriterFileLock:
         self.path = path
         self._fd: int | None = None
 
-    def __enter__(self) -> object:
+    def acquire(self, *, blocking: bool = True) -> bool:
+        """Takes the lock; without `blocking`, False at once when another process holds it."""
         if self._fd is None:
             try:
                 self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
             except OSError:
-                return self
-        fcntl.flock(self._fd, fcntl.LOCK_EX)
+                return True
+        try:
+            fcntl.flock(
+                self._fd, fcntl.LOCK_EX if blocking else fcntl.LOCK_EX | fcntl.LOCK_NB
+            )
+        except BlockingIOError:
+            return False
+        return True
+
+    def release(self) -> None:
+        if self._fd is not None:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+
+    def __enter__(self) -> object:
+        self.acquire()
         return self
 
     def __exit__(self, *_exc: object) -> None:
-        if self._fd is not None:
-            fcntl.flock(self._fd, fcntl.LOCK_UN)
+        self.release()
 
     def close(self) -> None:
         if self._fd is not None:

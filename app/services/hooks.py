@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -23,6 +22,7 @@ from app.api.cds.services import ServiceDef
 from app.api.limits import check_cds_request
 from app.api.metrics import count_audit_failure, count_fetch_failure, observe_hook
 from app.config import AuthMode
+from app.db.repositories import AuditRows
 from app.errors import (
     AppError,
     BadRequest,
@@ -148,8 +148,8 @@ def _reason(exc: Exception) -> str:
 class HookAnswer:
     """A hook call's response body, and the wait for its audit commit.
 
-    `committed` must be awaited before the answer is sent (a card must be on record before the EHR can post
-    feedback on it). The route awaits it as the response starts, when the request's decoded body and models
+    `committed` commits the call's audit rows and must be awaited before the answer is sent (a card must be on
+    record before the EHR can post feedback on it). The route awaits it as the response starts, when the request's decoded body and models
     have already been released, so calls waiting for a commit under load do not each hold their prefetch.
     It never raises: a failed write is logged and counted.
     """
@@ -159,7 +159,7 @@ class HookAnswer:
 
 
 async def handle_hook(state: AppState, call: HookCall) -> HookAnswer:
-    """Runs one hook call end to end and queues its audit rows; never lets the audit break the answer."""
+    """Runs one hook call end to end and builds its audit rows; never lets the audit break the answer."""
     started_at = datetime.now(UTC)
     t0 = time.perf_counter()
     status = 200
@@ -200,36 +200,35 @@ def _audit(
     cards: list[JsonObject],
     sides: dict[str, str],
 ) -> Callable[[], Awaitable[None]]:
-    """Queues the call's audit rows now; returns the wait for their commit (logs and counts a failure)."""
+    """Builds the call's audit rows now; returns their commit, to be awaited (logs and counts a failure)."""
     duration_ms = (time.perf_counter() - t0) * 1000
     service_id = call.service.id
     card_count = len(cards)
     try:
-        done: asyncio.Future[None] | None = state.audit.submit(
-            audit_rows(
-                hook_instance=call.request.hook_instance,
-                service_id=service_id,
-                hook=call.service.hook,
-                patient_id=patient_id,
-                hmac_key=state.settings.hmac_key.get_secret_value(),
-                client_iss=call.client.issuer if call.client else None,
-                fhir_server=call.request.fhir_server,
-                started_at=started_at,
-                duration_ms=duration_ms,
-                status=status,
-                cards=cards,
-                card_sides=sides,
-            )
+        rows: AuditRows | None = audit_rows(
+            hook_instance=call.request.hook_instance,
+            service_id=service_id,
+            hook=call.service.hook,
+            patient_id=patient_id,
+            hmac_key=state.settings.hmac_key.get_secret_value(),
+            client_iss=call.client.issuer if call.client else None,
+            fhir_server=call.request.fhir_server,
+            started_at=started_at,
+            duration_ms=duration_ms,
+            status=status,
+            cards=cards,
+            card_sides=sides,
         )
         failure: Exception | None = None
     except Exception as exc:
-        done, failure = None, exc
+        rows, failure = None, exc
 
     async def committed() -> None:
         error = failure
-        if done is not None:
+        if rows is not None:
             try:
-                await done
+                # Inline when this call is the only request being served, else queued for the writer.
+                await state.audit.write(rows)
             except Exception as exc:
                 error = exc
         if error is not None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import threading
 import uuid
 from collections.abc import AsyncIterator, Iterator, Sequence
 from pathlib import Path
@@ -348,3 +349,150 @@ class TestWriterThreadFailures:
         with pytest.raises(RuntimeError, match="stopped"):
             await asyncio.wait_for(writer.write(call_rows("alive-2")), 10)
         await writer.close()
+
+
+def record_threads(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Spies on the thread each SQLite insert runs on ("MainThread" for the event loop of the tests)."""
+    names: list[str] = []
+    sync_insert = repositories.SqliteAuditInserter.insert
+
+    def spy(
+        self: repositories.SqliteAuditInserter,
+        connection: sqlite3.Connection,
+        batch: Sequence[AuditRows],
+    ) -> None:
+        names.append(threading.current_thread().name)
+        sync_insert(self, connection, batch)
+
+    monkeypatch.setattr(repositories.SqliteAuditInserter, "insert", spy)
+    return names
+
+
+@pytest.fixture
+async def lone_writer(engine: AsyncEngine) -> AsyncIterator[AuditWriter]:
+    """A SQLite writer told that its caller is the only request being served."""
+    writer = AuditWriter(engine, requests_in_flight=lambda: 1)
+    await writer.start()
+    yield writer
+    await writer.close()
+
+
+LOOP = threading.current_thread().name
+THREAD = "iliac-cds-audit-writer"
+
+
+class TestInlineCommit:
+    """A call that is the only request being served commits on the event loop; otherwise it queues."""
+
+    async def test_a_lone_call_commits_on_the_loop(
+        self,
+        engine: AsyncEngine,
+        lone_writer: AuditWriter,
+        monkeypatch: pytest.MonkeyPatch,
+    ) -> None:
+        threads = record_threads(monkeypatch)
+
+        await lone_writer.write(call_rows("lone-1"))
+        await lone_writer.write(call_rows("lone-2"))
+
+        assert threads == [LOOP, LOOP]
+        assert await stored(engine, "lone-") == {"lone-1": 1, "lone-2": 1}
+
+    async def test_a_call_among_others_queues_for_the_thread(
+        self, engine: AsyncEngine, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        threads = record_threads(monkeypatch)
+        writer = AuditWriter(engine, requests_in_flight=lambda: 2)
+        await writer.start()
+        try:
+            await writer.write(call_rows("busy-1"))
+        finally:
+            await writer.close()
+
+        assert threads == [THREAD]
+        assert await stored(engine, "busy-") == {"busy-1": 1}
+
+    async def test_without_a_request_count_every_call_queues(
+        self,
+        sqlite_writer: AuditWriter,
+        monkeypatch: pytest.MonkeyPatch,
+    ) -> None:
+        threads = record_threads(monkeypatch)
+
+        await sqlite_writer.write(call_rows("uncounted-1"))
+
+        assert threads == [THREAD]
+
+    async def test_another_workers_lock_sends_the_call_to_the_thread(
+        self,
+        engine: AsyncEngine,
+        lone_writer: AuditWriter,
+        other_workers_lock: WriterFileLock,
+        monkeypatch: pytest.MonkeyPatch,
+    ) -> None:
+        threads = record_threads(monkeypatch)
+        with other_workers_lock:
+            pending = asyncio.ensure_future(lone_writer.write(call_rows("held-1")))
+            await asyncio.sleep(0.3)  # the loop is free meanwhile: this test runs on it
+            assert not pending.done()
+            assert await stored(engine, "held-") == {}
+        await asyncio.wait_for(pending, 10)
+
+        assert threads == [THREAD]
+        assert await stored(engine, "held-") == {"held-1": 1}
+
+    async def test_sqlites_write_lock_held_elsewhere_does_not_block_the_loop(
+        self,
+        engine: AsyncEngine,
+        lone_writer: AuditWriter,
+        tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch,
+    ) -> None:
+        threads = record_threads(monkeypatch)
+        # Another process's transaction (a CLI command, say): it holds SQLite's write lock, not our file lock.
+        other = sqlite3.connect(f"{tmp_path}/workers.db", isolation_level=None)
+        try:
+            other.execute("BEGIN IMMEDIATE")
+            pending = asyncio.ensure_future(lone_writer.write(call_rows("sqlite-1")))
+            await asyncio.sleep(0.3)
+            assert not pending.done()
+            other.execute("ROLLBACK")
+            await asyncio.wait_for(pending, 10)
+        finally:
+            other.close()
+
+        # The thread waited on SQLite's busy handler; the loop's connection gave up at once instead of waiting
+        # up to busy_timeout with the loop held.
+        assert threads == [THREAD]
+        loop_connection = lone_writer._loop_connection
+        assert loop_connection is not None
+        assert loop_connection.execute("PRAGMA busy_timeout").fetchone() == (0,)
+        assert await stored(engine, "sqlite-") == {"sqlite-1": 1}
+
+    async def test_a_refused_row_fails_its_lone_call(
+        self, engine: AsyncEngine, lone_writer: AuditWriter
+    ) -> None:
+        taken = make_card(rule_id="R01")
+        await lone_writer.write(call_rows("refused-first", [taken]))
+
+        with pytest.raises(sqlite3.IntegrityError):
+            await lone_writer.write(call_rows("refused-dup", [taken]))
+        await lone_writer.write(call_rows("refused-after"))
+
+        assert await stored(engine, "refused-") == {
+            "refused-first": 1,
+            "refused-after": 1,
+        }
+
+    async def test_a_lone_caller_cancelled_before_its_commit_still_has_its_rows(
+        self, engine: AsyncEngine, lone_writer: AuditWriter
+    ) -> None:
+        task = asyncio.ensure_future(lone_writer.write(call_rows("gone-1")))
+        await asyncio.sleep(0)  # the call is waiting for its turn of the loop
+
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        await lone_writer.write(call_rows("gone-after"))
+
+        assert await stored(engine, "gone-") == {"gone-1": 1, "gone-after": 1}
