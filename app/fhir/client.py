@@ -12,6 +12,7 @@ import time
 import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass
+from http.cookiejar import Cookie, CookieJar
 from typing import Any
 
 import httpx
@@ -42,6 +43,18 @@ _no_batch: weakref.WeakKeyDictionary[httpx.AsyncClient, dict[str, float]] = (
 )
 
 
+class _NoCookies(CookieJar):
+    """A cookie jar that keeps nothing: the one client serves every EHR user's calls, and a FHIR server's
+    Set-Cookie (a session, a load balancer's affinity) must not ride along on the next user's request. Calls are
+    authorised by their own bearer token only. (It also skips the jar's parsing of every response's headers.)"""
+
+    def extract_cookies(self, response: Any, request: Any) -> None:  # noqa: ARG002
+        return None
+
+    def set_cookie(self, cookie: Cookie) -> None:  # noqa: ARG002
+        return None
+
+
 def create_http_client(
     *, timeout_seconds: float, transport: httpx.AsyncBaseTransport | None = None
 ) -> httpx.AsyncClient:
@@ -61,6 +74,8 @@ def create_http_client(
         follow_redirects=False,
         # HTTP(S)_PROXY from the environment would route PHI and tokens through an unvetted proxy.
         trust_env=False,
+        # Nothing a FHIR server sets is kept for the next call (another user's): see _NoCookies.
+        cookies=_NoCookies(),
         transport=transport,
     )
 

@@ -59,6 +59,21 @@ class TestCreateHttpClient:
         assert len(requests) == 1
         assert caught.value.status_code == 302
 
+    async def test_a_servers_cookies_are_not_kept_nor_sent_back(self) -> None:
+        requests: list[httpx.Request] = []
+
+        def handler(request: httpx.Request) -> httpx.Response:
+            requests.append(request)
+            response = fhir_response(make_bundle([]))
+            response.headers["Set-Cookie"] = "session=user-a; Path=/"
+            return response
+
+        async with open_fetcher(handler) as fetcher:
+            await fetcher.search(OBSERVATION_QUERY)
+            await fetcher.search(OBSERVATION_QUERY)
+        assert len(requests) == 2
+        assert "cookie" not in requests[1].headers
+
 
 class TestSearch:
     async def test_read_sends_fhir_accept_and_bearer_token(self) -> None:
