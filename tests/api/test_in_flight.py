@@ -3,18 +3,15 @@
 from __future__ import annotations
 
 import asyncio
-import sqlite3
 import threading
-from collections.abc import Sequence
 
 import pytest
 from starlette.types import Receive, Scope, Send
 
 from app.api.middleware import InFlightMiddleware, RequestsInFlight
-from app.db import repositories
-from app.db.repositories import AuditRows
 from tests.api.requests import hook_request, left_whole_leg_swelling_negative_duplex
 from tests.fixtures.app import AppFactory
+from tests.fixtures.database import record_threads
 
 PV = "/cds-services/iliac-workup-patient-view"
 
@@ -74,18 +71,7 @@ class TestRequestsInFlight:
 async def test_a_lone_hook_call_commits_its_audit_rows_on_the_event_loop(
     sqlite_app_factory: AppFactory, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    threads: list[str] = []
-    insert = repositories.SqliteAuditInserter.insert
-
-    def spy(
-        self: repositories.SqliteAuditInserter,
-        connection: sqlite3.Connection,
-        batch: Sequence[AuditRows],
-    ) -> None:
-        threads.append(threading.current_thread().name)
-        insert(self, connection, batch)
-
-    monkeypatch.setattr(repositories.SqliteAuditInserter, "insert", spy)
+    threads = record_threads(monkeypatch)
     api = await sqlite_app_factory()
     body = hook_request(prefetch=left_whole_leg_swelling_negative_duplex())
 

@@ -25,7 +25,7 @@ from app.services import audit_writer
 from app.services.audit import audit_rows
 from app.services.audit_writer import AuditWriter, WriterFileLock
 from tests.db.factories import HMAC_KEY, SERVICE_ID, STARTED_AT, make_card
-from tests.fixtures.database import run_outside_loop
+from tests.fixtures.database import record_threads, run_outside_loop
 
 pytestmark = pytest.mark.db
 
@@ -349,23 +349,6 @@ class TestWriterThreadFailures:
         with pytest.raises(RuntimeError, match="stopped"):
             await asyncio.wait_for(writer.write(call_rows("alive-2")), 10)
         await writer.close()
-
-
-def record_threads(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """Spies on the thread each SQLite insert runs on ("MainThread" for the event loop of the tests)."""
-    names: list[str] = []
-    sync_insert = repositories.SqliteAuditInserter.insert
-
-    def spy(
-        self: repositories.SqliteAuditInserter,
-        connection: sqlite3.Connection,
-        batch: Sequence[AuditRows],
-    ) -> None:
-        names.append(threading.current_thread().name)
-        sync_insert(self, connection, batch)
-
-    monkeypatch.setattr(repositories.SqliteAuditInserter, "insert", spy)
-    return names
 
 
 @pytest.fixture
